@@ -1,0 +1,145 @@
+"""The IPVS port over generic netlink: the real kernel.
+
+Netlink calls are synchronous (the kernel does the work inside `sendmsg`), and a cold-start
+batch can keep the kernel busy for a second. They therefore run on one dedicated worker thread,
+which keeps the event loop free (health probes keep answering) and serialises access to the
+socket without a lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from ipvsd.dataplane import ipvs_wire as wire
+from ipvsd.dataplane.errors import IpvsError, IpvsUnavailable, error_for
+from ipvsd.dataplane.genl import GenlSocket, NetlinkError
+from ipvsd.dataplane.ipvs import BatchResult
+from ipvsd.dataplane.ipvs_layout import DestDecoder
+from ipvsd.model.ipvs import (
+    ObservedVirtualServer,
+    Operation,
+    ServiceKey,
+    Stats,
+    Timeouts,
+    VirtualServer,
+)
+
+T = TypeVar("T")
+
+
+class NetlinkIpvs:
+    """`Ipvs` backed by the kernel of the current network namespace."""
+
+    def __init__(self, sock: GenlSocket, family_id: int) -> None:
+        self._sock = sock
+        self._family = family_id
+        self._encoder = wire.Encoder()
+        self._dests = DestDecoder()
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ipvs-netlink")
+        self._closed = False
+
+    @classmethod
+    async def open(cls) -> NetlinkIpvs:
+        """Connect to the kernel's IPVS family; IpvsUnavailable when the kernel has none."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, cls.open_sync)
+
+    @classmethod
+    def open_sync(cls) -> NetlinkIpvs:
+        sock = GenlSocket()
+        try:
+            family_id = sock.resolve_family(wire.FAMILY_NAME)
+        except NetlinkError as exc:
+            sock.close()
+            if exc.errno == errno.ENOENT:
+                raise IpvsUnavailable(
+                    exc.errno, "IPVS is not available in this kernel (try: modprobe ip_vs)"
+                ) from exc
+            raise
+        return cls(sock, family_id)
+
+    async def _run(self, function: Callable[[], T]) -> T:
+        if self._closed:
+            raise RuntimeError("IPVS adapter is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._worker, function)
+
+    async def dump(self) -> list[ObservedVirtualServer]:
+        return await self._run(self.dump_sync)
+
+    async def dump_service(self, key: ServiceKey) -> ObservedVirtualServer | None:
+        return await self._run(lambda: self.dump_service_sync(key))
+
+    async def apply(self, operations: Sequence[Operation]) -> BatchResult:
+        ops = tuple(operations)
+        return await self._run(lambda: self.apply_sync(ops))
+
+    async def get_timeouts(self) -> Timeouts:
+        return await self._run(self.get_timeouts_sync)
+
+    async def set_timeouts(self, timeouts: Timeouts) -> None:
+        await self._run(lambda: self.set_timeouts_sync(timeouts))
+
+    async def close(self) -> None:
+        self.close_sync()
+
+    def close_sync(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._worker.shutdown(wait=True)
+        self._sock.close()
+
+    # --- synchronous core (also used directly by the benchmark) ----------------------------
+
+    def dump_sync(self) -> list[ObservedVirtualServer]:
+        services = [
+            wire.decode_service(reply)
+            for reply in self._sock.request(self._family, wire.encode_dump_services(), dump=True)
+        ]
+        result = [self._with_dests(server, stats) for server, stats in services]
+        result.sort(key=lambda s: s.key.sort_key())
+        return result
+
+    def dump_service_sync(self, key: ServiceKey) -> ObservedVirtualServer | None:
+        try:
+            (reply,) = self._sock.request(self._family, wire.encode_get_service(key))
+        except NetlinkError as exc:
+            if exc.errno == errno.ESRCH:
+                return None
+            raise
+        return self._with_dests(*wire.decode_service(reply))
+
+    def _with_dests(self, server: VirtualServer, stats: Stats) -> ObservedVirtualServer:
+        replies = self._sock.request(self._family, wire.encode_dump_dests(server.key), dump=True)
+        family = server.key.family
+        fast = self._dests.read
+        dests = []
+        for reply in replies:
+            dest = fast(reply, family)
+            dests.append(dest if dest is not None else wire.decode_dest(reply, family))
+        return wire.observed(server, stats, dests)
+
+    def apply_sync(self, operations: Sequence[Operation]) -> BatchResult:
+        encode = self._encoder.encode
+        bodies = [encode(op) for op in operations]
+        self._encoder.clear_cache()
+        codes = self._sock.send_batch(self._family, bodies)
+        errors: list[IpvsError | None] = [
+            error_for(op, code) if code else None
+            for op, code in zip(operations, codes, strict=True)
+        ]
+        return BatchResult(tuple(operations), tuple(errors))
+
+    def get_timeouts_sync(self) -> Timeouts:
+        (reply,) = self._sock.request(self._family, wire.encode_get_config())
+        return wire.decode_timeouts(reply)
+
+    def set_timeouts_sync(self, timeouts: Timeouts) -> None:
+        try:
+            self._sock.request(self._family, wire.encode_set_config(timeouts))
+        except NetlinkError as exc:
+            raise IpvsError(exc.errno or errno.EIO, f"set timeouts {timeouts}") from exc
