@@ -45,6 +45,7 @@ class Forward(enum.IntEnum):
     LOCAL = 1
     TUNNEL = 2
     ROUTE = 3
+    BYPASS = 4  # the kernel's cache-bypass method; reported, never programmed by ipvsd
 
 
 class ServiceFlag(enum.IntFlag):
@@ -130,10 +131,10 @@ class ServiceKey:
     def for_fwmark(fwmark: int, family: Family = Family.INET) -> ServiceKey:
         return ServiceKey(family, 0, None, 0, fwmark)
 
-    def sort_key(self) -> tuple[int, int, int, bytes, int]:
+    def sort_key(self) -> tuple[int, int, int, int, int]:
         """Stable order: fwmark services last, then family, protocol, numeric address, port."""
-        packed = self.address.packed if self.address is not None else b""
-        return (self.fwmark, self.family, self.protocol, packed, self.port)
+        number = int(self.address) if self.address is not None else 0
+        return (self.fwmark, self.family, self.protocol, number, self.port)
 
     def __str__(self) -> str:
         if self.fwmark:
@@ -229,8 +230,8 @@ class RealServer:
     def endpoint(self) -> tuple[IPAddress, int]:
         return (self.address, self.port)
 
-    def sort_key(self) -> tuple[int, bytes, int]:
-        return (self.address.version, self.address.packed, self.port)
+    def sort_key(self) -> tuple[int, int, int]:
+        return (self.address.version, int(self.address), self.port)
 
 
 @dataclass(frozen=True, slots=True)
