@@ -100,10 +100,16 @@ def error_for(op: Operation, code: int) -> IpvsError:
             if isinstance(op, AddService | UpdateService)
             else (ServiceNotFound if is_service_op else DestinationNotFound)
         )
-    elif code in (errno.EINVAL, errno.ERANGE, errno.EAFNOSUPPORT, errno.EOPNOTSUPP):
+    else:
+        return error_from_code(code, what)
+    return cls(code, what)
+
+
+def error_from_code(code: int, what: str) -> IpvsError:
+    """The exception for a failure whose meaning does not depend on the operation."""
+    cls: type[IpvsError] = IpvsError
+    if code in (errno.EINVAL, errno.ERANGE, errno.EAFNOSUPPORT, errno.EOPNOTSUPP):
         cls = InvalidArgument
     elif code == errno.EPERM:
         cls = PermissionDenied
-    else:
-        cls = IpvsError
     return cls(code, what)

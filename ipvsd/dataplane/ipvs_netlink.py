@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from ipvsd.dataplane import ipvs_wire as wire
-from ipvsd.dataplane.errors import IpvsError, IpvsUnavailable, error_for
+from ipvsd.dataplane.errors import IpvsError, IpvsUnavailable, error_for, error_from_code
 from ipvsd.dataplane.genl import GenlSocket, NetlinkError
 from ipvsd.dataplane.ipvs import BatchResult
 from ipvsd.dataplane.ipvs_layout import DestDecoder
@@ -142,4 +142,4 @@ class NetlinkIpvs:
         try:
             self._sock.request(self._family, wire.encode_set_config(timeouts))
         except NetlinkError as exc:
-            raise IpvsError(exc.errno or errno.EIO, f"set timeouts {timeouts}") from exc
+            raise error_from_code(exc.errno or errno.EIO, f"set timeouts {timeouts}") from exc

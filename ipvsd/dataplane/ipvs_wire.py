@@ -161,7 +161,13 @@ def _dest_attributes(server: RealServer) -> bytes:
 
 
 def _dest_key_attributes(address: IPAddress, port: int) -> bytes:
-    return attribute(DEST_ADDR, _address16(address)) + attribute(DEST_PORT, BE16.pack(port))
+    """Address, port and family: without the family the kernel assumes the service's, and a
+    real server of the other family (a tunnel backend) could not be deleted."""
+    return (
+        attribute(DEST_ADDR, _address16(address))
+        + attribute(DEST_PORT, BE16.pack(port))
+        + attribute(DEST_ADDR_FAMILY, U16.pack(Family.of(address)))
+    )
 
 
 class Encoder:

@@ -219,7 +219,9 @@ class RealServer:
             raise ValueError(f"port {self.port} out of range")
         if not 0 <= self.weight <= MAX_WEIGHT:
             raise ValueError(f"weight {self.weight} out of range")
-        if self.lower_threshold > self.upper_threshold and self.upper_threshold:
+        if not 0 <= self.upper_threshold < 2**32 or not 0 <= self.lower_threshold < 2**32:
+            raise ValueError("connection thresholds must be 0..2^32-1")
+        if self.lower_threshold > self.upper_threshold:  # the kernel refuses it even for upper 0
             raise ValueError("lower threshold above upper threshold")
 
     @staticmethod

@@ -177,10 +177,10 @@ def test_real_server_requests_state_masquerading_weight_and_thresholds(
     }
 
 
-def test_delete_real_server_names_only_address_and_port() -> None:
+def test_delete_real_server_names_only_address_port_and_family() -> None:
     op = DeleteRealServer(KEY, IPv4Address("10.244.1.7"), 8053)
     _, attrs = decode_request(wire.Encoder().encode(op))
-    assert set(attrs[wire.ATTR_DEST]) == {wire.DEST_ADDR, wire.DEST_PORT}
+    assert set(attrs[wire.ATTR_DEST]) == {wire.DEST_ADDR, wire.DEST_PORT, wire.DEST_ADDR_FAMILY}
 
 
 def test_set_config_sends_all_three_timeouts() -> None:
