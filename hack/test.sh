@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The project's test command (README; CI runs it through .ci/run).
+#
+#   hack/test.sh              tiers lint, host (unit + component), kernel (one VM boot)
+#   hack/test.sh --host-only  skip the kernel tier
+#
+# PYTEST_ARGS adds arguments to both pytest runs, with shell quoting: PYTEST_ARGS='-x -k "a or b"'.
+# Every tier runs even after a failure, so one run shows everything; exits 1 if any step failed.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$root"
+
+case "${1:-}" in
+  "") kernel=1 ;;
+  --host-only) kernel=0 ;;
+  *) echo "usage: hack/test.sh [--host-only]" >&2; exit 2 ;;
+esac
+eval "pytest_args=(${PYTEST_ARGS:-})"  # the developer's own variable, split as the shell would
+
+ensure_venv
+export PATH=$venv/bin:$PATH
+
+recap=()
+failed=0
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+# step TIER LABEL CMD...: run CMD with its output shown; the recap keeps its last line (for
+# pytest -q, the summary line such as "12 passed in 3.40s"; for ruff, "Found 2 errors." rather
+# than the fix hints printed after it).
+step() {
+  local tier=$1 label=$2 rc=0 start=$SECONDS verdict=PASS last
+  shift 2
+  "$@" 2>&1 | tee "$log" || rc=$?
+  last=$(grep -v -E '^([[:space:]]*$|\[\*\] |No fixes available)' "$log" | tail -n 1 || true)
+  if [ "$rc" -ne 0 ]; then verdict=FAIL failed=1; fi
+  recap+=("$(printf '%s  %-6s  %s: %s (exit %s, %ss)' \
+    "$verdict" "$tier" "$label" "$last" "$rc" "$((SECONDS - start))")")
+}
+
+echo "== tier: lint =="
+step lint "ruff check" ruff check .
+step lint "ruff format" ruff format --check .
+step lint mypy mypy --strict ipvsd
+
+echo "== tier: host =="
+# Git keeps no empty folders: a tier folder may not exist yet in a fresh clone.
+host_dirs=()
+for dir in tests/unit tests/component; do [ ! -d "$dir" ] || host_dirs+=("$dir"); done
+step host pytest pytest "${host_dirs[@]:-tests/unit}" -q -p no:cacheprovider "${pytest_args[@]}"
+
+if [ "$kernel" = 1 ]; then
+  echo "== tier: kernel (one VM boot) =="
+  step kernel "pytest in the VM" hack/kernel-run.sh \
+    python -m pytest tests/kernel -q -p no:cacheprovider -m kernel "${pytest_args[@]}"
+fi
+
+echo "== recap =="
+printf '%s\n' "${recap[@]}"
+exit "$failed"
