@@ -234,6 +234,12 @@ def encode_get_config() -> bytes:
     return _GENL[CMD_GET_CONFIG]
 
 
+def encode_flush() -> bytes:
+    """FLUSH deletes every virtual server of the namespace: for tests only (ipvsd never owns
+    the whole table)."""
+    return _GENL[CMD_FLUSH]
+
+
 def encode_get_info() -> bytes:
     return _GENL[CMD_GET_INFO]
 

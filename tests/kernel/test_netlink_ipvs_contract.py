@@ -12,6 +12,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from ipvsd.dataplane import ipvs_wire as wire
+from ipvsd.dataplane.genl import GenlSocket
+from ipvsd.dataplane.ipvs_fake import KERNEL_DEFAULT_TIMEOUTS
 from ipvsd.dataplane.ipvs_netlink import NetlinkIpvs
 from ipvsd.dataplane.ipvsadm_format import canonical_rules
 from tests.contract.ipvs_contract import IpvsContract
@@ -19,10 +22,20 @@ from tests.contract.ipvs_contract import IpvsContract
 pytestmark = pytest.mark.kernel
 
 
-def ipvsadm(*args: str) -> str:
-    return subprocess.run(
-        ["ipvsadm", *args], check=True, capture_output=True, text=True, timeout=60
-    ).stdout
+@pytest.fixture(scope="module", autouse=True)
+def ipvs_module() -> None:
+    subprocess.run(["modprobe", "ip_vs"], check=True)
+
+
+def reset_kernel() -> None:
+    """Empty table and default timeouts, in-process (an ipvsadm start costs seconds in the VM)."""
+    sock = GenlSocket()
+    try:
+        family = sock.resolve_family(wire.FAMILY_NAME)
+        sock.request(family, wire.encode_flush())
+        sock.request(family, wire.encode_set_config(KERNEL_DEFAULT_TIMEOUTS))
+    finally:
+        sock.close()
 
 
 async def read_kernel_rules() -> list[str]:
@@ -37,14 +50,11 @@ async def read_kernel_rules() -> list[str]:
 class TestNetlinkIpvs(IpvsContract):
     @pytest.fixture
     async def ipvs(self) -> AsyncIterator[NetlinkIpvs]:
-        subprocess.run(["modprobe", "ip_vs"], check=True)
-        ipvsadm("-C")
-        ipvsadm("--set", "900", "120", "300")  # the kernel's defaults
+        reset_kernel()
         adapter = await NetlinkIpvs.open()
         yield adapter
         await adapter.close()
-        ipvsadm("-C")
-        ipvsadm("--set", "900", "120", "300")
+        reset_kernel()
 
     @pytest.fixture
     def ipvsadm_rules(self) -> Callable[[], Awaitable[list[str]]]:
