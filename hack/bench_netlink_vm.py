@@ -1,11 +1,15 @@
 """Inside the VM: program one table three ways and compare (run by hack/bench-netlink.sh).
 
-Methods, alternated and each run after the same clearing (`ipvsadm -C`, then a pause so the
-kernel has finished freeing the previous table), best of N each:
-  adapter  - ipvsd's NetlinkIpvs batch path (`python -m ipvsd.dataplane.bench`'s core)
+Methods, alternated, best of N each:
+  adapter  - ipvsd's NetlinkIpvs batch path (the core of `python -m ipvsd.dataplane.bench`)
   ipvsadm  - `ipvsadm -R` of the same rules (one request and ACK per object, in C)
   floor    - hack/netlink_floor.py, a minimal hand-packed batched sender
 Then the full-table dump: the adapter's `dump_sync()` against `ipvsadm -Sn`.
+
+"Cleared the same way" means a fresh network namespace per measurement: IPVS state is per
+namespace, including the trash of deleted real servers that the kernel keeps for two minutes
+and scans on every add. Clearing with `ipvsadm -C` in one namespace would make each run slower
+than the last and favour whichever method happened to run first.
 """
 
 import argparse
@@ -13,26 +17,50 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ipvsd.dataplane.bench import table_operations
 from ipvsd.dataplane.ipvs_netlink import NetlinkIpvs
+from ipvsd.testing.netns import entered
 
 HERE = Path(__file__).resolve().parent
+NAMESPACE = "ipvs-bench"
 
 
-def clear() -> None:
-    subprocess.run(["ipvsadm", "-C"], check=True)
-    time.sleep(1.0)
+def in_namespace(*command: str) -> list[str]:
+    return ["ip", "netns", "exec", NAMESPACE, *command]
+
+
+def fresh_namespace() -> None:
+    subprocess.run(["ip", "netns", "del", NAMESPACE], check=False, capture_output=True)
+    time.sleep(1.0)  # let the kernel finish tearing the previous namespace down
+    subprocess.run(["ip", "netns", "add", NAMESPACE], check=True)
+    # The kernel accepts a real server only if the namespace's local routing table (created
+    # with the first address, here loopback's) calls its address unicast.
+    for command in (
+        ["ip", "link", "set", "lo", "up"],
+        ["ip", "link", "add", "bench0", "type", "dummy"],
+        ["ip", "link", "set", "bench0", "up"],
+        ["ip", "route", "add", "default", "dev", "bench0"],
+    ):
+        subprocess.run(in_namespace(*command), check=True)
 
 
 def count_objects() -> int:
-    out = subprocess.run(["ipvsadm", "-Sn"], check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        in_namespace("ipvsadm", "-Sn"), check=True, capture_output=True, text=True
+    ).stdout
     return sum(1 for line in out.splitlines() if line.startswith(("-A", "-a")))
 
 
+def open_adapter() -> NetlinkIpvs:
+    with entered(NAMESPACE):  # the netlink socket belongs to the namespace it is made in
+        return NetlinkIpvs.open_sync()
+
+
 def time_adapter(services: int, dests: int) -> float:
-    ipvs = NetlinkIpvs.open_sync()
+    ipvs = open_adapter()
     ops = table_operations(services, dests)
     started = time.perf_counter()
     ipvs.apply_sync(ops).raise_first()
@@ -43,28 +71,51 @@ def time_adapter(services: int, dests: int) -> float:
 
 def time_ipvsadm(rules: str) -> float:
     started = time.perf_counter()
-    subprocess.run(["ipvsadm", "-R"], input=rules, text=True, check=True)
+    subprocess.run(in_namespace("ipvsadm", "-R"), input=rules, text=True, check=True)
     return time.perf_counter() - started
 
 
 def time_floor(services: int, dests: int) -> float:
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(HERE / "netlink_floor.py"),
-            "--services",
-            str(services),
-            "--dests",
-            str(dests),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    result = json.loads(out.strip().splitlines()[-1])
+    command = [sys.executable, str(HERE / "netlink_floor.py"), "--services", str(services),
+               "--dests", str(dests)]  # fmt: skip
+    out = subprocess.run(in_namespace(*command), check=True, capture_output=True, text=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
     if result["errors"]:
         raise SystemExit(f"floor sender had {result['errors']} errors")
     return float(result["apply_s"])
+
+
+def best_of(
+    rounds: int, methods: dict[str, Callable[[], float]], expected: int
+) -> dict[str, float]:
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    for round_no in range(rounds):
+        order = list(methods) if round_no % 2 == 0 else list(reversed(methods))
+        for name in order:
+            fresh_namespace()
+            times[name].append(methods[name]())
+            got = count_objects()
+            if got != expected:
+                raise SystemExit(f"{name}: table has {got} objects, expected {expected}")
+            print(f"round {round_no + 1} {name}: {times[name][-1]:.3f} s", flush=True)
+    return {name: min(values) for name, values in times.items()}
+
+
+def time_dumps(rounds: int, services: int, dests: int) -> tuple[float, float]:
+    fresh_namespace()
+    ipvs = open_adapter()
+    ipvs.apply_sync(table_operations(services, dests)).raise_first()
+    adapter, ipvsadm = [], []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        table = ipvs.dump_sync()
+        adapter.append(time.perf_counter() - started)
+        assert sum(1 + len(s.real_servers) for s in table) == services * (dests + 1)
+        started = time.perf_counter()
+        subprocess.run(in_namespace("ipvsadm", "-Sn"), check=True, capture_output=True)
+        ipvsadm.append(time.perf_counter() - started)
+    ipvs.close_sync()
+    return min(adapter), min(ipvsadm)
 
 
 def main() -> None:
@@ -73,41 +124,28 @@ def main() -> None:
     parser.add_argument("--dests", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    subprocess.run(["modprobe", "ip_vs"], check=True)
-    subprocess.run(["modprobe", "ip_vs_rr"], check=True)
+    for module in ("ip_vs", "ip_vs_rr"):
+        subprocess.run(["modprobe", module], check=True)
     expected = args.services * (args.dests + 1)
-    # ipvsadm -R reads the very rules the adapter programs, rendered by ipvsd's formatter.
-    ipvs = NetlinkIpvs.open_sync()
-    clear()
+    # ipvsadm -R restores exactly the table the adapter programs, as ipvsadm -Sn prints it.
+    fresh_namespace()
+    ipvs = open_adapter()
     ipvs.apply_sync(table_operations(args.services, args.dests)).raise_first()
-    rules = subprocess.run(["ipvsadm", "-Sn"], check=True, capture_output=True, text=True).stdout
-    methods = {
-        "adapter": lambda: time_adapter(args.services, args.dests),
-        "ipvsadm": lambda: time_ipvsadm(rules),
-        "floor": lambda: time_floor(args.services, args.dests),
-    }
-    times: dict[str, list[float]] = {name: [] for name in methods}
-    for round_no in range(args.rounds):
-        order = list(methods) if round_no % 2 == 0 else list(reversed(methods))
-        for name in order:
-            clear()
-            times[name].append(methods[name]())
-            got = count_objects()
-            if got != expected:
-                raise SystemExit(f"{name}: table has {got} objects, expected {expected}")
-            print(f"round {round_no + 1} {name}: {times[name][-1]:.3f} s", flush=True)
-    dump_adapter, dump_ipvsadm = [], []
-    for _ in range(args.rounds):
-        started = time.perf_counter()
-        table = ipvs.dump_sync()
-        dump_adapter.append(time.perf_counter() - started)
-        assert sum(1 + len(s.real_servers) for s in table) == expected
-        started = time.perf_counter()
-        subprocess.run(["ipvsadm", "-Sn"], check=True, capture_output=True)
-        dump_ipvsadm.append(time.perf_counter() - started)
     ipvs.close_sync()
-    clear()
-    best = {name: min(values) for name, values in times.items()}
+    rules = subprocess.run(
+        in_namespace("ipvsadm", "-Sn"), check=True, capture_output=True, text=True
+    ).stdout
+    best = best_of(
+        args.rounds,
+        {
+            "adapter": lambda: time_adapter(args.services, args.dests),
+            "ipvsadm": lambda: time_ipvsadm(rules),
+            "floor": lambda: time_floor(args.services, args.dests),
+        },
+        expected,
+    )
+    dump_adapter, dump_ipvsadm = time_dumps(args.rounds, args.services, args.dests)
+    subprocess.run(["ip", "netns", "del", NAMESPACE], check=False)
     summary = {
         "objects": expected,
         "adapter_s": round(best["adapter"], 3),
@@ -115,19 +153,22 @@ def main() -> None:
         "floor_s": round(best["floor"], 3),
         "adapter_vs_floor": round(best["adapter"] / best["floor"], 2),
         "ipvsadm_vs_adapter": round(best["ipvsadm"] / best["adapter"], 2),
-        "dump_adapter_s": round(min(dump_adapter), 3),
-        "dump_ipvsadm_s": round(min(dump_ipvsadm), 3),
-        "dump_ipvsadm_vs_adapter": round(min(dump_ipvsadm) / min(dump_adapter), 2),
+        "dump_adapter_s": round(dump_adapter, 3),
+        "dump_ipvsadm_s": round(dump_ipvsadm, 3),
+        "dump_adapter_vs_ipvsadm": round(dump_adapter / dump_ipvsadm, 2),
     }
     print(
-        f"adapter {summary['adapter_s']} s | ipvsadm -R {summary['ipvsadm_restore_s']} s | "
-        f"floor {summary['floor_s']} s"
+        f"apply: adapter {summary['adapter_s']} s | ipvsadm -R {summary['ipvsadm_restore_s']} s"
+        f" | floor {summary['floor_s']} s"
     )
     print(
         f"adapter = {summary['adapter_vs_floor']} x floor (target <= 1.5); "
         f"ipvsadm -R = {summary['ipvsadm_vs_adapter']} x adapter (target >= 4)"
     )
-    print(f"dump: adapter {summary['dump_adapter_s']} s, ipvsadm -Sn {summary['dump_ipvsadm_s']} s")
+    print(
+        f"dump: adapter {summary['dump_adapter_s']} s, ipvsadm -Sn {summary['dump_ipvsadm_s']} s"
+        f" (adapter = {summary['dump_adapter_vs_ipvsadm']} x ipvsadm -Sn)"
+    )
     print(json.dumps(summary))
 
 

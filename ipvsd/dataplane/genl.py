@@ -16,7 +16,8 @@ import errno
 import os
 import socket
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
 NETLINK_GENERIC = 16
 SOL_NETLINK = 270
@@ -104,6 +105,44 @@ def split_messages(data: memoryview) -> Iterator[tuple[int, int, int, memoryview
         offset += align(length)
 
 
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Requests packed for one `sendmsg`; only the last one asks for an acknowledgement."""
+
+    data: bytes
+    last_seq: int
+
+
+def pack_chunks(family: int, bodies: Iterable[bytes], first_seq: int) -> list[Chunk]:
+    """Frame request bodies with consecutive sequence numbers into chunks of <= CHUNK_BYTES.
+
+    Bodies are 4-byte aligned by construction (attributes are padded), so messages follow each
+    other without gaps. Pure (no I/O), so it can run on another thread while the kernel works.
+    """
+    chunks: list[Chunk] = []
+    chunk = bytearray()
+    last_offset = 0
+    seq = first_seq
+    pack_header = NLMSG_HEADER.pack
+    for body in bodies:
+        length = NLMSG_HEADER.size + len(body)
+        if chunk and len(chunk) + length > CHUNK_BYTES:
+            chunks.append(_close_chunk(chunk, last_offset, seq - 1))
+            chunk = bytearray()
+        last_offset = len(chunk)
+        chunk += pack_header(length, family, NLM_F_REQUEST, seq, 0)
+        chunk += body
+        seq += 1
+    if chunk:
+        chunks.append(_close_chunk(chunk, last_offset, seq - 1))
+    return chunks
+
+
+def _close_chunk(chunk: bytearray, last_offset: int, last_seq: int) -> Chunk:
+    struct.pack_into("=H", chunk, last_offset + 6, NLM_F_REQUEST | NLM_F_ACK)
+    return Chunk(bytes(chunk), last_seq)
+
+
 class GenlSocket:
     """A generic-netlink socket owned by one thread at a time (callers serialise access)."""
 
@@ -178,41 +217,22 @@ class GenlSocket:
     def send_batch(self, family: int, bodies: Sequence[bytes]) -> list[int]:
         """Send every request body and return each one's errno (0 = success), in order."""
         results = [0] * len(bodies)
-        first_seq = self.next_seq(len(bodies))
-        chunk = bytearray()
-        last_offset = 0
-        pack_header = NLMSG_HEADER.pack
-        for index, body in enumerate(bodies):
-            length = NLMSG_HEADER.size + len(body)
-            if chunk and len(chunk) + length > CHUNK_BYTES:
-                self._flush(chunk, last_offset, first_seq, results)
-                chunk = bytearray()
-            last_offset = len(chunk)
-            chunk += pack_header(length, family, NLM_F_REQUEST, first_seq + index, 0)
-            chunk += body
-        if chunk:
-            self._flush(chunk, last_offset, first_seq, results)
+        base_seq = self.next_seq(len(bodies))
+        for chunk in pack_chunks(family, bodies, base_seq):
+            self.send_chunk(chunk, base_seq, results)
         return results
 
-    def _flush(
-        self, chunk: bytearray, last_offset: int, first_seq: int, results: list[int]
-    ) -> None:
-        """Send one chunk with an ACK requested on its last message; collect its errors.
-
-        Bodies are 4-byte aligned by construction (attributes are padded), so messages follow
-        each other without gaps and `last_offset` is where the final header starts.
-        """
-        struct.pack_into("=H", chunk, last_offset + 6, NLM_F_REQUEST | NLM_F_ACK)
-        last_seq: int = NLMSG_HEADER.unpack_from(chunk, last_offset)[3]
-        self._sock.send(chunk)
+    def send_chunk(self, chunk: Chunk, base_seq: int, results: list[int]) -> None:
+        """Send one packed chunk; store each failure's errno at `results[seq - base_seq]`."""
+        self._sock.send(chunk.data)
         while True:
             for kind, _flags, seq, payload in self._receive():
                 if kind != NLMSG_ERROR:
                     continue
-                index = seq - first_seq
+                index = seq - base_seq
                 if 0 <= index < len(results):
                     results[index] = -ERROR_CODE.unpack_from(payload)[0]
-                if seq == last_seq:
+                if seq == chunk.last_seq:
                     return
 
     def _receive(self) -> Iterator[tuple[int, int, int, memoryview]]:

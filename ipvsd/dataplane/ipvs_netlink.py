@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from ipvsd.dataplane import ipvs_wire as wire
 from ipvsd.dataplane.errors import IpvsError, IpvsUnavailable, error_for, error_from_code
-from ipvsd.dataplane.genl import GenlSocket, NetlinkError
+from ipvsd.dataplane.genl import Chunk, GenlSocket, NetlinkError, pack_chunks
 from ipvsd.dataplane.ipvs import BatchResult
 from ipvsd.dataplane.ipvs_layout import DestDecoder
 from ipvsd.model.ipvs import (
@@ -30,6 +30,10 @@ from ipvsd.model.ipvs import (
 
 T = TypeVar("T")
 
+# Operations encoded per step of the encode/send pipeline: about one 256 KiB chunk of real
+# servers, so the first send starts early and each later one finds its slice ready.
+PIPELINE_SLICE = 1024
+
 
 class NetlinkIpvs:
     """`Ipvs` backed by the kernel of the current network namespace."""
@@ -40,6 +44,7 @@ class NetlinkIpvs:
         self._encoder = wire.Encoder()
         self._dests = DestDecoder()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ipvs-netlink")
+        self._encoder_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ipvs-encode")
         self._closed = False
 
     @classmethod
@@ -91,6 +96,7 @@ class NetlinkIpvs:
             return
         self._closed = True
         self._worker.shutdown(wait=True)
+        self._encoder_thread.shutdown(wait=True)
         self._sock.close()
 
     # --- synchronous core (also used directly by the benchmark) ----------------------------
@@ -124,15 +130,33 @@ class NetlinkIpvs:
         return wire.observed(server, stats, dests)
 
     def apply_sync(self, operations: Sequence[Operation]) -> BatchResult:
-        encode = self._encoder.encode
-        bodies = [encode(op) for op in operations]
-        self._encoder.clear_cache()
-        codes = self._sock.send_batch(self._family, bodies)
+        """Encode and send `operations`, overlapping the two for large batches.
+
+        While the kernel works through one slice (inside `sendmsg`, with the GIL released),
+        the encoder thread prepares the next: on a cold start that hides most of the Python
+        encoding time behind the kernel's.
+        """
+        ops = tuple(operations)
+        codes = [0] * len(ops)
+        base_seq = self._sock.next_seq(len(ops))
+        slices = range(0, len(ops), PIPELINE_SLICE)
+        pending = self._encoder_thread.submit(self._prepare, ops, 0, base_seq)
+        for start in slices:
+            chunks = pending.result()
+            if start + PIPELINE_SLICE < len(ops):
+                following = start + PIPELINE_SLICE
+                pending = self._encoder_thread.submit(self._prepare, ops, following, base_seq)
+            for chunk in chunks:
+                self._sock.send_chunk(chunk, base_seq, codes)
         errors: list[IpvsError | None] = [
-            error_for(op, code) if code else None
-            for op, code in zip(operations, codes, strict=True)
+            error_for(op, code) if code else None for op, code in zip(ops, codes, strict=True)
         ]
-        return BatchResult(tuple(operations), tuple(errors))
+        return BatchResult(ops, tuple(errors))
+
+    def _prepare(self, ops: tuple[Operation, ...], start: int, base_seq: int) -> list[Chunk]:
+        encode = self._encoder.encode
+        bodies = [encode(op) for op in ops[start : start + PIPELINE_SLICE]]
+        return pack_chunks(self._family, bodies, base_seq + start)
 
     def get_timeouts_sync(self) -> Timeouts:
         (reply,) = self._sock.request(self._family, wire.encode_get_config())

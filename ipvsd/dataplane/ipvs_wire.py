@@ -12,6 +12,7 @@ encoded once per service and reused for every real server of that service.
 
 from __future__ import annotations
 
+import socket
 import struct
 from ipaddress import IPv4Address, IPv6Address
 from typing import Final
@@ -77,10 +78,13 @@ U32 = struct.Struct("=I")
 U64 = struct.Struct("=Q")
 BE16 = struct.Struct("!H")
 
-# A destination's attributes in one go: addr(16), port(be16), fwd, weight, u/l thresholds,
-# address family. Lengths and types are constants, so the only variables are the values.
-_DEST_BODY = struct.Struct("=HH16s HH2s2x HHI HHI HHI HHI HHH2x")
-_DEST_BODY_LEN: Final = _DEST_BODY.size
+# A real server's nested DEST attribute in one go: nest header, address (IPv4 as a
+# network-order u32 plus padding to 16 bytes), port (network order), forwarding method, weight,
+# thresholds and address family. Lengths and types are constants; only the values vary.
+_DEST_V4 = struct.Struct("=HH HHI12x HHH2x HHI HHI HHI HHI HHH2x")
+_DEST_V6 = struct.Struct("=HH HH16s HHH2x HHI HHI HHI HHI HHH2x")
+_DEST_NEST_LEN: Final = _DEST_V4.size
+assert _DEST_V6.size == _DEST_NEST_LEN
 
 
 def _genl(command: int) -> bytes:
@@ -104,6 +108,10 @@ _GENL = {
         CMD_FLUSH,
     )
 }
+
+
+_GENL_NEW_DEST = _GENL[CMD_NEW_DEST]
+_GENL_SET_DEST = _GENL[CMD_SET_DEST]
 
 
 def _address16(address: IPAddress) -> bytes:
@@ -148,15 +156,29 @@ def _service_attributes(server: VirtualServer) -> bytes:
     return b"".join(parts)
 
 
-def _dest_attributes(server: RealServer) -> bytes:
-    return _DEST_BODY.pack(
-        20, DEST_ADDR, _address16(server.address),
-        6, DEST_PORT, BE16.pack(server.port),
-        8, DEST_FWD_METHOD, int(server.forward),
+def _dest_nest(server: RealServer) -> bytes:
+    """The nested DEST attribute of a full real server, in one `struct` call."""
+    address = server.address
+    if address.version == 4:
+        return _DEST_V4.pack(
+            _DEST_NEST_LEN, ATTR_DEST | NLA_F_NESTED,
+            20, DEST_ADDR, socket.htonl(int(address)),
+            6, DEST_PORT, socket.htons(server.port),
+            8, DEST_FWD_METHOD, server.forward,
+            8, DEST_WEIGHT, server.weight,
+            8, DEST_U_THRESH, server.upper_threshold,
+            8, DEST_L_THRESH, server.lower_threshold,
+            6, DEST_ADDR_FAMILY, Family.INET,
+        )  # fmt: skip
+    return _DEST_V6.pack(
+        _DEST_NEST_LEN, ATTR_DEST | NLA_F_NESTED,
+        20, DEST_ADDR, address.packed,
+        6, DEST_PORT, socket.htons(server.port),
+        8, DEST_FWD_METHOD, server.forward,
         8, DEST_WEIGHT, server.weight,
         8, DEST_U_THRESH, server.upper_threshold,
         8, DEST_L_THRESH, server.lower_threshold,
-        6, DEST_ADDR_FAMILY, 2 if server.address.version == 4 else 10,
+        6, DEST_ADDR_FAMILY, Family.INET6,
     )  # fmt: skip
 
 
@@ -173,36 +195,32 @@ def _dest_key_attributes(address: IPAddress, port: int) -> bytes:
 class Encoder:
     """Turns operations into generic-netlink request bodies (genl header + attributes).
 
-    Holds a per-instance cache of encoded service identities; keys are immutable values, so the
-    cache never goes stale, and `clear_cache()` bounds its size between batches.
+    Real-server operations come in runs for one service, so the encoded identity of the last
+    service seen is kept and reused while the next key is the same object or an equal one
+    (checking identity first: hashing a key with its address costs more than encoding it).
     """
 
     def __init__(self) -> None:
-        self._service_ids: dict[ServiceKey, bytes] = {}
-
-    def clear_cache(self) -> None:
-        self._service_ids.clear()
+        self._last_key: ServiceKey | None = None
+        self._last_id = b""
 
     def service_id(self, key: ServiceKey) -> bytes:
         """The nested SERVICE attribute holding only what identifies `key`."""
-        encoded = self._service_ids.get(key)
-        if encoded is None:
-            encoded = nested(ATTR_SERVICE, _service_key_attributes(key))
-            self._service_ids[key] = encoded
-        return encoded
+        last = self._last_key
+        if key is not last:
+            if last is None or key != last:
+                self._last_id = nested(ATTR_SERVICE, _service_key_attributes(key))
+            self._last_key = key
+        return self._last_id
 
     def encode(self, op: Operation) -> bytes:
         kind = type(op)
-        if kind is AddRealServer or kind is UpdateRealServer:
-            assert isinstance(op, AddRealServer | UpdateRealServer)
-            command = CMD_NEW_DEST if kind is AddRealServer else CMD_SET_DEST
-            return (
-                _GENL[command]
-                + self.service_id(op.service)
-                + U16.pack(_DEST_BODY_LEN + 4)
-                + U16.pack(ATTR_DEST | NLA_F_NESTED)
-                + _dest_attributes(op.server)
-            )
+        if kind is AddRealServer:
+            assert isinstance(op, AddRealServer)
+            return _GENL_NEW_DEST + self.service_id(op.service) + _dest_nest(op.server)
+        if kind is UpdateRealServer:
+            assert isinstance(op, UpdateRealServer)
+            return _GENL_SET_DEST + self.service_id(op.service) + _dest_nest(op.server)
         if isinstance(op, DeleteRealServer):
             return (
                 _GENL[CMD_DEL_DEST]
