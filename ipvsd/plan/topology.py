@@ -21,8 +21,29 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
-from ipvsd.model.endpoint import Endpoint
+
+class Conditioned(Protocol):
+    """What topology looks at: an endpoint's conditions, location and hints.
+
+    `model.endpoint.Endpoint` is one; so is the planner's backend (an endpoint with the port
+    of the service port it serves).
+    """
+
+    @property
+    def ready(self) -> bool: ...
+    @property
+    def node_name(self) -> str | None: ...
+    @property
+    def zone_hints(self) -> tuple[str, ...]: ...
+    @property
+    def node_hints(self) -> tuple[str, ...]: ...
+    @property
+    def is_serving_terminating(self) -> bool: ...
+
+
+E = TypeVar("E", bound=Conditioned)
 
 
 class TopologyMode(enum.Enum):
@@ -57,18 +78,18 @@ class PortPolicy:
 
 
 @dataclass(frozen=True, slots=True)
-class Categorized:
+class Categorized(Generic[E]):
     """The endpoint sets of one service port on one node."""
 
-    cluster: tuple[Endpoint, ...] = ()
-    local: tuple[Endpoint, ...] = ()
+    cluster: tuple[E, ...] = ()
+    local: tuple[E, ...] = ()
     mode: TopologyMode = TopologyMode.NONE
     has_any_endpoints: bool = False
     local_uses_terminating: bool = False
 
 
 def topology_mode(
-    endpoints: Sequence[Endpoint], *, node_name: str, zone: str | None
+    endpoints: Sequence[Conditioned], *, node_name: str, zone: str | None
 ) -> TopologyMode:
     """The hint-driven mode, looking only at Ready endpoints (none Ready: no topology)."""
     all_node_hints = all_zone_hints = True
@@ -92,7 +113,7 @@ def topology_mode(
 
 
 def is_available_for(
-    endpoint: Endpoint, mode: TopologyMode, *, node_name: str, zone: str | None
+    endpoint: Conditioned, mode: TopologyMode, *, node_name: str, zone: str | None
 ) -> bool:
     """Whether `endpoint` may be used under `mode` by this node."""
     if mode is TopologyMode.PREFER_SAME_NODE:
@@ -102,21 +123,19 @@ def is_available_for(
     return True
 
 
-def _select(
-    endpoints: Sequence[Endpoint], keep: Callable[[Endpoint], bool]
-) -> tuple[Endpoint, ...]:
+def _select(endpoints: Sequence[E], keep: Callable[[E], bool]) -> tuple[E, ...]:
     return tuple(endpoint for endpoint in endpoints if keep(endpoint))
 
 
 def categorize_endpoints(
-    endpoints: Sequence[Endpoint],
+    endpoints: Sequence[E],
     policy: PortPolicy,
     *,
     node_name: str,
     zone: str | None,
-) -> Categorized:
+) -> Categorized[E]:
     """The cluster and local endpoint sets of one service port, as kube-proxy computes them."""
-    cluster: tuple[Endpoint, ...] = ()
+    cluster: tuple[E, ...] = ()
     mode = TopologyMode.NONE
     has_any = False
     if policy.uses_cluster_endpoints:
