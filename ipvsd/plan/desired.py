@@ -1,0 +1,175 @@
+"""The IPVS objects one Service needs on one node: virtual servers, real servers, bound VIPs.
+
+Per service port, in each IP family of the Service's ClusterIPs (reference §2):
+
+| source                        | virtual server             | real servers                 |
+|-------------------------------|----------------------------|------------------------------|
+| each ClusterIP of the family  | clusterIP:port             | local if iTP=Local, else cluster |
+| each externalIP of the family | ip:port                    | local if eTP=Local, else cluster |
+| each LB ingress IP (VIP mode) | ip:port                    | same                         |
+| nodePort                      | each node address:nodePort | same                         |
+
+ClusterIPs, externalIPs and LB IPs are bound on the dummy interface (NodePort addresses are
+the node's own). Where kube-proxy's IPVS mode gave an empty local set the cluster set, ipvsd
+gives no real servers: external clients of an eTP=Local Service are not answered from another
+node (their source address would be lost and replies blackholed), and iTP=Local drops, as the
+API documents. Every real server is NAT with weight 1; a virtual server exists even without
+real servers (the kernel then refuses new connections, which is what a client should see).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ipvsd.model.endpoint import EndpointSlice
+from ipvsd.model.ipvs import (
+    Family,
+    IPAddress,
+    RealServer,
+    ServiceFlag,
+    ServiceKey,
+    VirtualServer,
+)
+from ipvsd.model.service import Service, ServicePort, TrafficPolicy
+from ipvsd.plan.backends import Backend, backends_for_port
+from ipvsd.plan.scheduling import KNOWN_SCHEDULERS, SchedulerChoice, choose_scheduler
+from ipvsd.plan.topology import Categorized, PortPolicy, categorize_endpoints
+
+
+class VipKind(enum.Enum):
+    """Where a virtual server's address comes from."""
+
+    CLUSTER_IP = "ClusterIP"
+    EXTERNAL_IP = "ExternalIP"
+    LOAD_BALANCER = "LoadBalancer"
+    NODE_PORT = "NodePort"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeContext:
+    """What the plan needs to know about this node and the proxy's configuration."""
+
+    name: str
+    zone: str | None = None
+    node_port_addresses: tuple[IPAddress, ...] = ()
+    families: tuple[Family, ...] = (Family.INET,)
+    default_scheduler: str = "rr"
+    schedulers: frozenset[str] = KNOWN_SCHEDULERS
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredVirtualServer:
+    """One virtual server with its real servers, and why it exists (for explain and metrics)."""
+
+    server: VirtualServer
+    real_servers: tuple[RealServer, ...]
+    kind: VipKind
+    port: ServicePort
+    uses_local_endpoints: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredService:
+    """Everything one Service needs on this node; `warnings` become log lines and Events."""
+
+    virtual_servers: tuple[DesiredVirtualServer, ...] = ()
+    bound_addresses: tuple[IPAddress, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+def desired_service(
+    service: Service, slices: Iterable[EndpointSlice], node: NodeContext
+) -> DesiredService:
+    """The desired IPVS objects of `service` on `node`, sorted by virtual-server key."""
+    slices = tuple(slices)
+    scheduling = choose_scheduler(
+        service, default=node.default_scheduler, available=node.schedulers
+    )
+    servers: list[DesiredVirtualServer] = []
+    bound: set[IPAddress] = set()
+    service_families = {Family.of(ip) for ip in service.cluster_ips}
+    for family in node.families:
+        if family not in service_families:  # a single-stack Service is not in the other family
+            continue
+        vips = _vips(service, family, node)
+        bound.update(address for kind, address in vips if kind is not VipKind.NODE_PORT)
+        for port in service.ports:
+            backends = backends_for_port(slices, port, family)
+            servers.extend(
+                _port_servers(service, port, vips, backends, node=node, scheduling=scheduling)
+            )
+    servers.sort(key=lambda d: d.server.key.sort_key())
+    return DesiredService(
+        virtual_servers=tuple(servers),
+        bound_addresses=tuple(sorted(bound, key=lambda a: (a.version, int(a)))),
+        warnings=scheduling.warnings,
+    )
+
+
+def _vips(service: Service, family: Family, node: NodeContext) -> list[tuple[VipKind, IPAddress]]:
+    version = 4 if family is Family.INET else 6
+    vips = [(VipKind.CLUSTER_IP, ip) for ip in service.cluster_ips if ip.version == version]
+    vips += [(VipKind.EXTERNAL_IP, ip) for ip in service.external_ips if ip.version == version]
+    vips += [
+        (VipKind.LOAD_BALANCER, ip) for ip in service.load_balancer_ips if ip.version == version
+    ]
+    vips += [(VipKind.NODE_PORT, ip) for ip in node.node_port_addresses if ip.version == version]
+    return vips
+
+
+def _port_servers(
+    service: Service,
+    port: ServicePort,
+    vips: list[tuple[VipKind, IPAddress]],
+    backends: tuple[Backend, ...],
+    *,
+    node: NodeContext,
+    scheduling: SchedulerChoice,
+) -> list[DesiredVirtualServer]:
+    exposed = port.node_port != 0 or any(
+        kind in (VipKind.EXTERNAL_IP, VipKind.LOAD_BALANCER) for kind, _ in vips
+    )
+    policy = PortPolicy(
+        internal_local=service.internal_traffic_policy is TrafficPolicy.LOCAL,
+        external_local=exposed and service.external_traffic_policy is TrafficPolicy.LOCAL,
+        externally_accessible=exposed,
+    )
+    sets = categorize_endpoints(backends, policy, node_name=node.name, zone=node.zone)
+    result = []
+    for kind, address in vips:
+        if kind is VipKind.NODE_PORT:
+            if not port.node_port:
+                continue
+            number = port.node_port
+        else:
+            number = port.port
+        local = policy.internal_local if kind is VipKind.CLUSTER_IP else policy.external_local
+        key = ServiceKey.for_protocol(port.protocol, address, number)
+        result.append(
+            DesiredVirtualServer(
+                server=_virtual_server(service, key, scheduling),
+                real_servers=_real_servers(sets, local=local),
+                kind=kind,
+                port=port,
+                uses_local_endpoints=local,
+            )
+        )
+    return result
+
+
+def _virtual_server(
+    service: Service, key: ServiceKey, scheduling: SchedulerChoice
+) -> VirtualServer:
+    flags = scheduling.flags
+    timeout = 0
+    if service.session_affinity:
+        flags |= ServiceFlag.PERSISTENT
+        timeout = service.affinity_timeout
+    return VirtualServer(key, scheduling.name, flags, timeout)
+
+
+def _real_servers(sets: Categorized[Backend], *, local: bool) -> tuple[RealServer, ...]:
+    chosen = sets.local if local else sets.cluster
+    return tuple(RealServer(b.address, b.port) for b in chosen)
