@@ -1,0 +1,513 @@
+"""Raw API objects to frozen model values: the one place that knows the JSON shapes.
+
+Pure functions, no I/O. A converter returns a model value; returns None when the object is not
+for the proxy by rule (ExternalName and headless Services, FQDN slices, slices that name no
+Service), exactly as kube-proxy ignores them; or raises `ConversionError` naming the field path
+when the object is invalid, so the caller can skip that one object with one clear log line.
+
+Only proxy-relevant fields are kept, normalised (defaults applied, sorted where order carries
+no meaning), so that two versions of an object that differ only in irrelevant fields
+(resourceVersion, managedFields, unrelated annotations, Node heartbeats) convert to equal
+values: equality is the informers' "nothing changed" test.
+
+EndpointSlices are the hot path (100,000 endpoints in a large cluster): that converter avoids
+generic helpers per endpoint and interns the strings that repeat across endpoints (node names,
+zones), which keeps both sync time and memory small.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
+from typing import Any
+
+from ipvsd.model.endpoint import Endpoint, EndpointPort, EndpointSlice
+from ipvsd.model.ipvs import Family, IPAddress, Protocol
+from ipvsd.model.node import TO_BE_DELETED_TAINT, Node
+from ipvsd.model.service import (
+    DEFAULT_AFFINITY_TIMEOUT,
+    IPNetwork,
+    Service,
+    ServicePort,
+    ServiceRef,
+    ServiceType,
+    TrafficPolicy,
+)
+
+RawObject = dict[str, Any]
+"""A decoded API object as the server sent it. Never leaves `ipvsd.kube`."""
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+TRIGGER_TIME_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
+MAX_ENDPOINTS_PER_SLICE = 1000  # the API's own limit; more means the object is not a real slice
+MAX_AFFINITY_TIMEOUT = 86400  # the API's limit for sessionAffinityConfig.clientIP.timeoutSeconds
+
+RELEVANT_ANNOTATION_PREFIXES = ("ipvsd.io/", "kube-router.io/")
+RELEVANT_ANNOTATIONS = frozenset(
+    {"service.kubernetes.io/topology-mode", "service.kubernetes.io/topology-aware-hints"}
+)
+
+_PROTOCOLS = {"TCP": Protocol.TCP, "UDP": Protocol.UDP, "SCTP": Protocol.SCTP}
+_ADDRESS_PARSERS: dict[str, tuple[Family, type[IPv4Address] | type[IPv6Address]]] = {
+    "IPv4": (Family.INET, IPv4Address),
+    "IPv6": (Family.INET6, IPv6Address),
+}
+_SERVICE_NAME_PATH = f"metadata.labels[{SERVICE_NAME_LABEL}]"
+_intern = sys.intern
+
+Warn = Callable[[str], None]
+"""Receives a note about something dropped from an otherwise valid object."""
+
+
+class ConversionError(ValueError):
+    """An object is invalid; `path` is the offending field (`spec.ports[1].port`)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def _ignore(_note: str) -> None:
+    return None
+
+
+# --- generic field access -------------------------------------------------------------------
+
+
+def _mapping(value: Any, path: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConversionError(path, f"expected an object, got {_describe(value)}")
+    return value
+
+
+def _sequence(value: Any, path: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ConversionError(path, f"expected a list, got {_describe(value)}")
+    return value
+
+
+def _string(value: Any, path: str) -> str:
+    if not isinstance(value, str):
+        raise ConversionError(path, f"expected a string, got {_describe(value)}")
+    return value
+
+
+def _required_string(container: dict[str, Any], key: str, path: str) -> str:
+    value = container.get(key)
+    if value is None or value == "":
+        raise ConversionError(path, "missing")
+    return _string(value, path)
+
+
+def _optional_string(value: Any, path: str) -> str | None:
+    return None if value is None else _string(value, path)
+
+
+def _port(value: Any, path: str, *, lowest: int = 1) -> int:
+    if value is None:
+        raise ConversionError(path, "missing")
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConversionError(path, f"expected an integer, got {_describe(value)}")
+    if not lowest <= value <= 65535:
+        raise ConversionError(path, f"{value} out of range")
+    return value
+
+
+def _protocol(value: Any, path: str) -> Protocol:
+    if value is None:
+        return Protocol.TCP
+    protocol = _PROTOCOLS.get(value) if isinstance(value, str) else None
+    if protocol is None:
+        raise ConversionError(path, f"unknown protocol {value!r}")
+    return protocol
+
+
+def _address(value: Any, path: str) -> IPAddress:
+    text = _string(value, path)
+    try:
+        return ip_address(text)
+    except ValueError:
+        raise ConversionError(path, f"{text!r} is not an IP address") from None
+
+
+def _network(value: Any, path: str) -> IPNetwork:
+    text = _string(value, path).strip()
+    try:
+        return ip_network(text, strict=False)
+    except ValueError:
+        raise ConversionError(path, f"{text!r} is not a CIDR") from None
+
+
+def _boolean_or_none(value: Any, path: str) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    raise ConversionError(path, f"expected a boolean, got {_describe(value)}")
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _metadata(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ConversionError("<object>", f"expected an object, got {_describe(raw)}")
+    return _mapping(raw.get("metadata"), "metadata")
+
+
+def object_key(raw: Any, *, namespaced: bool) -> str:
+    """`namespace/name` (or `name` for cluster-scoped kinds): the store key of an object."""
+    meta = _metadata(raw)
+    name = _required_string(meta, "name", "metadata.name")
+    if not namespaced:
+        return name
+    return f"{_required_string(meta, 'namespace', 'metadata.namespace')}/{name}"
+
+
+def _malformed(error: Exception) -> ConversionError:
+    """A shape the field checks did not anticipate still becomes a named, skippable error."""
+    return ConversionError("<object>", f"malformed ({type(error).__name__}: {error})")
+
+
+# --- Services -------------------------------------------------------------------------------
+
+
+def service_from_dict(raw: RawObject) -> Service | None:
+    """A core/v1 Service as the proxy sees it; None for ExternalName and headless ones."""
+    try:
+        return _service(raw)
+    except ConversionError:
+        raise
+    except (TypeError, AttributeError, KeyError, ValueError) as error:
+        raise _malformed(error) from error
+
+
+def _service(raw: RawObject) -> Service | None:
+    meta = _metadata(raw)
+    ref = ServiceRef(
+        _required_string(meta, "namespace", "metadata.namespace"),
+        _required_string(meta, "name", "metadata.name"),
+    )
+    spec = _mapping(raw.get("spec"), "spec")
+    type_text = spec.get("type") or "ClusterIP"
+    if type_text == "ExternalName":
+        return None
+    try:
+        service_type = ServiceType(type_text)
+    except ValueError:
+        raise ConversionError("spec.type", f"unknown type {type_text!r}") from None
+    cluster_ips = _cluster_ips(spec)
+    if cluster_ips is None:
+        return None
+    affinity = spec.get("sessionAffinity") or "None"
+    if affinity not in ("None", "ClientIP"):
+        raise ConversionError("spec.sessionAffinity", f"unknown affinity {affinity!r}")
+    status = _mapping(raw.get("status"), "status")
+    return Service(
+        ref=ref,
+        uid=_optional_string(meta.get("uid"), "metadata.uid") or "",
+        type=service_type,
+        cluster_ips=cluster_ips,
+        ports=_service_ports(spec),
+        external_ips=tuple(
+            _address(text, f"spec.externalIPs[{i}]")
+            for i, text in enumerate(_sequence(spec.get("externalIPs"), "spec.externalIPs"))
+        ),
+        load_balancer_ips=_load_balancer_ips(status),
+        load_balancer_source_ranges=tuple(
+            _network(text, f"spec.loadBalancerSourceRanges[{i}]")
+            for i, text in enumerate(
+                _sequence(spec.get("loadBalancerSourceRanges"), "spec.loadBalancerSourceRanges")
+            )
+        ),
+        session_affinity=affinity == "ClientIP",
+        affinity_timeout=_affinity_timeout(spec),
+        external_traffic_policy=_traffic_policy(spec, "externalTrafficPolicy"),
+        internal_traffic_policy=_traffic_policy(spec, "internalTrafficPolicy"),
+        health_check_node_port=_health_check_node_port(spec),
+        traffic_distribution=_optional_string(
+            spec.get("trafficDistribution"), "spec.trafficDistribution"
+        ),
+        annotations=_relevant_annotations(meta),
+    )
+
+
+def _cluster_ips(spec: dict[str, Any]) -> tuple[IPAddress, ...] | None:
+    """Every cluster IP (dual-stack lists both); None when the Service is headless."""
+    if spec.get("clusterIPs"):
+        texts, path = _sequence(spec["clusterIPs"], "spec.clusterIPs"), "spec.clusterIPs"
+    else:
+        texts, path = [spec.get("clusterIP")], "spec.clusterIP"
+    if texts[0] in (None, "", "None"):
+        return None
+    if path == "spec.clusterIP":
+        return (_address(texts[0], path),)
+    return tuple(_address(text, f"{path}[{i}]") for i, text in enumerate(texts))
+
+
+def _service_ports(spec: dict[str, Any]) -> tuple[ServicePort, ...]:
+    ports = []
+    for i, item in enumerate(_sequence(spec.get("ports"), "spec.ports")):
+        path = f"spec.ports[{i}]"
+        port = _mapping(item, path)
+        node_port = port.get("nodePort") or 0
+        ports.append(
+            ServicePort(
+                name=_optional_string(port.get("name"), f"{path}.name") or "",
+                protocol=_protocol(port.get("protocol"), f"{path}.protocol"),
+                port=_port(port.get("port"), f"{path}.port"),
+                node_port=0
+                if node_port is None
+                else _port(node_port, f"{path}.nodePort", lowest=0),
+            )
+        )
+    return tuple(ports)
+
+
+def _load_balancer_ips(status: dict[str, Any]) -> tuple[IPAddress, ...]:
+    """Ingress IPs that traffic arrives on (`ipMode` unset or VIP); Proxy-mode LBs are skipped."""
+    balancer = _mapping(status.get("loadBalancer"), "status.loadBalancer")
+    addresses = []
+    for i, item in enumerate(_sequence(balancer.get("ingress"), "status.loadBalancer.ingress")):
+        path = f"status.loadBalancer.ingress[{i}]"
+        ingress = _mapping(item, path)
+        if ingress.get("ip") and ingress.get("ipMode") in (None, "VIP"):
+            addresses.append(_address(ingress["ip"], f"{path}.ip"))
+    return tuple(addresses)
+
+
+def _affinity_timeout(spec: dict[str, Any]) -> int:
+    path = "spec.sessionAffinityConfig.clientIP.timeoutSeconds"
+    config = _mapping(spec.get("sessionAffinityConfig"), "spec.sessionAffinityConfig")
+    client_ip = _mapping(config.get("clientIP"), "spec.sessionAffinityConfig.clientIP")
+    timeout = client_ip.get("timeoutSeconds")
+    if timeout is None:
+        return DEFAULT_AFFINITY_TIMEOUT
+    if not isinstance(timeout, int) or isinstance(timeout, bool):
+        raise ConversionError(path, f"expected an integer, got {_describe(timeout)}")
+    if not 0 < timeout <= MAX_AFFINITY_TIMEOUT:
+        raise ConversionError(path, f"{timeout} out of range")
+    return timeout
+
+
+def _traffic_policy(spec: dict[str, Any], field: str) -> TrafficPolicy:
+    value = spec.get(field) or "Cluster"
+    try:
+        return TrafficPolicy(value)
+    except ValueError:
+        raise ConversionError(f"spec.{field}", f"unknown policy {value!r}") from None
+
+
+def _health_check_node_port(spec: dict[str, Any]) -> int:
+    value = spec.get("healthCheckNodePort")
+    return 0 if value is None else _port(value, "spec.healthCheckNodePort", lowest=0)
+
+
+def _relevant_annotations(meta: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """Only the annotations ipvsd reads, so unrelated ones never look like a change."""
+    annotations = _mapping(meta.get("annotations"), "metadata.annotations")
+    return tuple(
+        sorted(
+            (key, _string(value, f"metadata.annotations[{key}]"))
+            for key, value in annotations.items()
+            if key.startswith(RELEVANT_ANNOTATION_PREFIXES) or key in RELEVANT_ANNOTATIONS
+        )
+    )
+
+
+# --- EndpointSlices -------------------------------------------------------------------------
+
+
+def endpoint_slice_from_dict(raw: RawObject, *, warn: Warn = _ignore) -> EndpointSlice | None:
+    """A discovery.k8s.io/v1 EndpointSlice; None for FQDN slices and slices of no Service.
+
+    `warn` hears about endpoints dropped from a slice that is otherwise kept (a duplicate
+    address: the first copy wins).
+    """
+    try:
+        return _endpoint_slice(raw, warn)
+    except ConversionError:
+        raise
+    except (TypeError, AttributeError, KeyError, ValueError) as error:
+        raise _malformed(error) from error
+
+
+def _endpoint_slice(raw: RawObject, warn: Warn) -> EndpointSlice | None:
+    meta = _metadata(raw)
+    namespace = _required_string(meta, "namespace", "metadata.namespace")
+    name = _required_string(meta, "name", "metadata.name")
+    labels = _mapping(meta.get("labels"), "metadata.labels")
+    service_name = labels.get(SERVICE_NAME_LABEL)
+    if not service_name:
+        return None
+    address_type = raw.get("addressType")
+    if address_type == "FQDN":
+        return None
+    parser = _ADDRESS_PARSERS.get(address_type) if isinstance(address_type, str) else None
+    if parser is None:
+        raise ConversionError("addressType", f"unknown address type {address_type!r}")
+    family, parse = parser
+    annotations = _mapping(meta.get("annotations"), "metadata.annotations")
+    return EndpointSlice(
+        namespace=namespace,
+        name=name,
+        service=ServiceRef(
+            namespace, _string(service_name, f"metadata.labels[{SERVICE_NAME_LABEL}]")
+        ),
+        family=family,
+        ports=_endpoint_ports(raw.get("ports")),
+        endpoints=_endpoints(raw.get("endpoints"), parse, warn),
+        trigger_time=_trigger_time(annotations.get(TRIGGER_TIME_ANNOTATION)),
+    )
+
+
+def _endpoint_ports(items: Any) -> tuple[EndpointPort, ...]:
+    """Ports that carry a number (a port without one means "all ports" and is ignored)."""
+    ports = []
+    for i, item in enumerate(_sequence(items, "ports")):
+        port = _mapping(item, f"ports[{i}]")
+        if port.get("port") is None:
+            continue
+        ports.append(
+            EndpointPort(
+                name=_optional_string(port.get("name"), f"ports[{i}].name") or "",
+                protocol=_protocol(port.get("protocol"), f"ports[{i}].protocol"),
+                port=_port(port["port"], f"ports[{i}].port"),
+            )
+        )
+    return tuple(ports)
+
+
+def _endpoints(
+    items: Any, parse: type[IPv4Address] | type[IPv6Address], warn: Warn
+) -> tuple[Endpoint, ...]:
+    items = _sequence(items, "endpoints")
+    if len(items) > MAX_ENDPOINTS_PER_SLICE:
+        raise ConversionError(
+            "endpoints", f"{len(items)} endpoints, more than {MAX_ENDPOINTS_PER_SLICE} allowed"
+        )
+    endpoints: list[Endpoint] = []
+    seen: set[IPAddress] = set()
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ConversionError(f"endpoints[{i}]", f"expected an object, got {_describe(item)}")
+        address = _endpoint_address(item.get("addresses"), parse, i)
+        if address is None:
+            continue
+        if address in seen:
+            warn(f"endpoints[{i}].addresses[0]: duplicate address {address}, keeping the first")
+            continue
+        seen.add(address)
+        endpoints.append(_endpoint(item, address, i))
+    return tuple(endpoints)
+
+
+def _endpoint_address(
+    addresses: Any, parse: type[IPv4Address] | type[IPv6Address], index: int
+) -> IPAddress | None:
+    """The endpoint's first address; None when it is of the other family (kube-proxy drops it)."""
+    if not addresses or not isinstance(addresses, list):
+        raise ConversionError(f"endpoints[{index}].addresses", "missing")
+    text = addresses[0]
+    if isinstance(text, str):  # the parsers would also take an int
+        try:
+            return parse(text)
+        except ValueError:
+            try:
+                ip_address(text)
+            except ValueError:
+                pass
+            else:
+                return None
+    raise ConversionError(
+        f"endpoints[{index}].addresses[0]", f"{_describe(text)} is not an IP address"
+    )
+
+
+def _endpoint(item: dict[str, Any], address: IPAddress, index: int) -> Endpoint:
+    conditions = item.get("conditions")
+    if conditions:
+        path = f"endpoints[{index}].conditions"
+        ready = _boolean_or_none(conditions.get("ready"), f"{path}.ready")
+        serving = _boolean_or_none(conditions.get("serving"), f"{path}.serving")
+        terminating = _boolean_or_none(conditions.get("terminating"), f"{path}.terminating")
+    else:
+        ready = serving = terminating = None
+    node_name = item.get("nodeName")
+    zone = item.get("zone")
+    hints = item.get("hints")
+    return Endpoint(
+        address,
+        ready is not False,
+        serving is not False,
+        terminating is True,
+        None if node_name is None else _intern(_string(node_name, f"endpoints[{index}].nodeName")),
+        None if zone is None else _intern(_string(zone, f"endpoints[{index}].zone")),
+        _hint_names(hints, "forZones", index) if hints else (),
+        _hint_names(hints, "forNodes", index) if hints else (),
+    )
+
+
+def _hint_names(hints: Any, field: str, index: int) -> tuple[str, ...]:
+    path = f"endpoints[{index}].hints.{field}"
+    items = _sequence(_mapping(hints, f"endpoints[{index}].hints").get(field), path)
+    return tuple(
+        sorted(
+            _intern(_required_string(_mapping(hint, f"{path}[{i}]"), "name", f"{path}[{i}].name"))
+            for i, hint in enumerate(items)
+        )
+    )
+
+
+def _trigger_time(value: Any) -> float | None:
+    """The RFC 3339 trigger time as a UNIX timestamp; None when absent or unreadable.
+
+    Only a metric depends on it, so a garbled value must not cost the slice its endpoints.
+    """
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return None
+
+
+# --- Nodes ----------------------------------------------------------------------------------
+
+
+def node_from_dict(raw: RawObject) -> Node:
+    """A core/v1 Node: its labels and whether it is going away (deleted or autoscaler-tainted)."""
+    try:
+        return _node(raw)
+    except ConversionError:
+        raise
+    except (TypeError, AttributeError, KeyError, ValueError) as error:
+        raise _malformed(error) from error
+
+
+def _node(raw: RawObject) -> Node:
+    meta = _metadata(raw)
+    name = _required_string(meta, "name", "metadata.name")
+    labels = _mapping(meta.get("labels"), "metadata.labels")
+    spec = _mapping(raw.get("spec"), "spec")
+    taints = _sequence(spec.get("taints"), "spec.taints")
+    tainted = any(
+        _mapping(taint, f"spec.taints[{i}]").get("key") == TO_BE_DELETED_TAINT
+        for i, taint in enumerate(taints)
+    )
+    return Node(
+        name=name,
+        labels=tuple(
+            sorted(
+                (key, _string(value, f"metadata.labels[{key}]")) for key, value in labels.items()
+            )
+        ),
+        deleting=meta.get("deletionTimestamp") is not None or tainted,
+    )
