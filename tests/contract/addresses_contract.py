@@ -1,0 +1,60 @@
+"""The contract of `dataplane.addresses.Addresses`, run against the fake and the kernel.
+
+Subclasses provide `addresses` (an implementation whose device does not exist yet and is
+cleaned up afterwards) and `device` (its dummy interface's name).
+"""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from ipvsd.dataplane.addresses import Addresses
+from ipvsd.model.ipvs import parse_address
+
+VIP4, VIP6 = parse_address("10.96.0.10"), parse_address("fd00:96::10")
+
+
+class AddressesContract:
+    async def test_device_is_created_once_and_starts_empty(
+        self, addresses: Addresses, device: str
+    ) -> None:
+        await addresses.ensure_device()
+        await addresses.ensure_device()
+        assert await addresses.bound() == frozenset()
+
+    async def test_bound_addresses_are_host_addresses_on_the_device(
+        self, addresses: Addresses, device: str
+    ) -> None:
+        await addresses.ensure_device()
+        await addresses.bind([VIP4, VIP6])
+        assert await addresses.bound() == {VIP4, VIP6}
+        host = await addresses.host_addresses()
+        assert (VIP4, device) in host
+        assert (VIP6, device) in host
+
+    async def test_binding_twice_and_unbinding_absent_addresses_are_fine(
+        self, addresses: Addresses, device: str
+    ) -> None:
+        await addresses.ensure_device()
+        await addresses.bind([VIP4])
+        await addresses.bind([VIP4])
+        await addresses.unbind([VIP6])
+        assert await addresses.bound() == {VIP4}
+
+    async def test_unbind_removes_only_what_it_names(
+        self, addresses: Addresses, device: str
+    ) -> None:
+        await addresses.ensure_device()
+        await addresses.bind([VIP4, VIP6])
+        await addresses.unbind([VIP4])
+        assert await addresses.bound() == {VIP6}
+        assert all(address != VIP4 for address, _ in await addresses.host_addresses())
+
+    async def test_binding_without_the_device_fails_clearly(
+        self, addresses: Addresses, device: str
+    ) -> None:
+        with pytest.raises(OSError, match=device) as caught:
+            await addresses.bind([VIP4])
+        assert caught.value.errno == errno.ENODEV
