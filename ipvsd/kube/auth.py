@@ -1,0 +1,181 @@
+"""Where the API server is and how to prove who we are, from the `kubernetes` package's loaders.
+
+The official client's config loaders already know every credential source users bring:
+kubeconfig files (tokens, token files, client certificates, CA bundles, exec credential
+plugins), the in-cluster service account, `--master` overrides. ipvsd reuses them and reads
+only the resulting `kubernetes.client.Configuration`, turning it into what aiohttp needs: a
+base URL, an SSLContext and an Authorization header value.
+
+This is the only module that touches those untyped library surfaces; the rest of the package
+sees the typed `Credentials` class.
+
+Tokens change under a running proxy: the kubelet rotates projected service-account tokens
+(hourly) and exec plugins hand out short-lived ones. `authorization()` runs the loader's own
+refresh hook on every call (it re-reads the token file once a minute, re-runs an expired exec
+plugin), and the client calls `reload()` after a 401 to load everything again at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes.client import Configuration
+from kubernetes.config import incluster_config as _incluster_config
+from kubernetes.config import kube_config as _kube_config
+from kubernetes.config.config_exception import ConfigException
+
+# The loaders carry no annotations; these names keep that untyped surface to this module.
+incluster_config: Any = _incluster_config
+kube_config: Any = _kube_config
+
+log = logging.getLogger(__name__)
+
+
+class CredentialsError(Exception):
+    """No usable API server address or credentials could be loaded."""
+
+
+@dataclass(frozen=True, slots=True)
+class Transport:
+    """What each request needs besides the Authorization header (rebuilt on `reload`)."""
+
+    base_url: str
+    ssl: ssl.SSLContext | None  # None for plain http://
+    server_hostname: str | None = None  # TLS server name when it differs from the URL's host
+    proxy: str | None = None
+
+
+class Credentials:
+    """An API server address plus a refreshable identity, built by one of the library's loaders.
+
+    `load` produces a fresh `kubernetes.client.Configuration`; it is called once now and again
+    by `reload()`. Thread-safe, because the client runs `authorization()` and `reload()` in a
+    worker thread (an exec plugin is a subprocess that may take a while).
+    """
+
+    def __init__(self, *, load: Callable[[], Any], source: str) -> None:
+        self.source = source
+        self._load = load
+        self._lock = threading.Lock()
+        self._configuration: Any = None
+        self.transport = self._reload_locked()
+
+    def authorization(self) -> str | None:
+        """The Authorization header value, refreshed as the loader's refresh hook decides."""
+        with self._lock:
+            try:
+                value = self._configuration.get_api_key_with_prefix(
+                    "BearerToken", alias="authorization"
+                )
+            except (ConfigException, OSError) as error:  # e.g. the token file vanished
+                raise CredentialsError(f"{self.source}: {error}") from error
+        return value.strip() if isinstance(value, str) and value.strip() else None
+
+    def reload(self) -> None:
+        """Load everything again (after a 401: a rotated token, a renewed client certificate)."""
+        with self._lock:
+            self.transport = self._reload_locked()
+
+    def _reload_locked(self) -> Transport:
+        try:
+            configuration = self._load()
+            transport = _transport_from(configuration)
+        except (ConfigException, OSError, ssl.SSLError, ValueError) as error:
+            raise CredentialsError(f"{self.source}: {error}") from error
+        self._configuration = configuration
+        return transport
+
+
+def load_credentials(
+    *, kubeconfig: str | None = None, master: str | None = None, context: str | None = None
+) -> Credentials:
+    """Credentials the way kube-proxy finds them (client-go's BuildConfigFromFlags).
+
+    - `kubeconfig` given: that file (and `context`), with `master` overriding its server;
+    - only `master`: that URL, unauthenticated (a local insecure port or a proxy);
+    - neither: the in-cluster service account when running in a pod, else `$KUBECONFIG` or
+      `~/.kube/config` for a developer's machine.
+    """
+    if kubeconfig:
+        return Credentials(
+            load=lambda: _from_kubeconfig(kubeconfig, context, master), source=kubeconfig
+        )
+    if master:
+        return Credentials(load=lambda: Configuration(host=master.rstrip("/")), source=master)
+    if os.environ.get(incluster_config.SERVICE_HOST_ENV_NAME):
+        return Credentials(load=_in_cluster, source="in-cluster service account")
+    default = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or str(
+        Path.home() / ".kube" / "config"
+    )
+    if Path(default).is_file():
+        return Credentials(load=lambda: _from_kubeconfig(default, context, None), source=default)
+    raise CredentialsError(
+        "no API server configured: not in a pod (KUBERNETES_SERVICE_HOST unset), "
+        f"no --kubeconfig, no --master and no {default}"
+    )
+
+
+def _from_kubeconfig(path: str, context: str | None, master: str | None) -> Any:
+    configuration = Configuration()
+    kube_config.load_kube_config(
+        config_file=path,
+        context=context,
+        client_configuration=configuration,
+        persist_config=False,
+    )
+    if master:
+        configuration.host = master.rstrip("/")
+    return configuration
+
+
+def _in_cluster() -> Any:
+    """The pod's service account; the loader's hook re-reads the token file every minute."""
+    configuration = Configuration()
+    loader = incluster_config.InClusterConfigLoader(
+        token_filename=incluster_config.SERVICE_TOKEN_FILENAME,
+        cert_filename=incluster_config.SERVICE_CERT_FILENAME,
+        try_refresh_token=True,
+    )
+    loader.load_and_set(configuration)
+    return configuration
+
+
+def _transport_from(configuration: Any) -> Transport:
+    host = str(configuration.host or "").rstrip("/")
+    if not host.startswith(("http://", "https://")):
+        raise ValueError(f"API server address {host!r} is not an http(s) URL")
+    context = _ssl_context(configuration) if host.startswith("https://") else None
+    return Transport(
+        base_url=host,
+        ssl=context,
+        server_hostname=getattr(configuration, "tls_server_name", None) or None,
+        proxy=configuration.proxy or None,
+    )
+
+
+def _ssl_context(configuration: Any) -> ssl.SSLContext:
+    """Verification as the Configuration says: its CA bundle, client certificate and key."""
+    context = ssl.create_default_context(
+        cafile=configuration.ssl_ca_cert or None,
+        cadata=_text(getattr(configuration, "ca_cert_data", None)),
+    )
+    if configuration.cert_file:
+        context.load_cert_chain(configuration.cert_file, configuration.key_file or None)
+    if not configuration.verify_ssl:
+        log.warning("TLS verification of the API server is disabled (insecure-skip-tls-verify)")
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode()
+    return value if isinstance(value, str) and value else None

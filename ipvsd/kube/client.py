@@ -1,0 +1,258 @@
+"""HTTP to the API server: GET a JSON object, or stream newline-delimited JSON lines.
+
+Policy-free on purpose: no retries beyond one credential reload after a 401, no backoff, no
+resourceVersion logic (that is `watch`'s job). Failures become two exception types the watch
+loop can act on: `ApiError` (the server answered with an error status, usually a `Status`
+body) and `ApiUnreachable` (no answer: refused, reset, timed out, TLS failure).
+
+Watch streams are split into lines here, from raw chunks, instead of with aiohttp's
+`readline()`: that one raises once a line exceeds its 128 KiB buffer limit, and one watch event
+for an EndpointSlice with 1,000 endpoints (or a Service with a large annotation) is bigger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncGenerator, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import orjson
+
+from ipvsd.kube.auth import Credentials, CredentialsError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_LINE = 256 * 1024 * 1024  # far above any real object; bounds a broken stream
+USER_AGENT = "ipvsd/0.1"
+
+Clock = Callable[[], float]
+
+
+class ApiError(Exception):
+    """The server answered with an error: its HTTP code, Status reason and message."""
+
+    def __init__(
+        self, code: int, reason: str, message: str, *, retry_after: float | None = None
+    ) -> None:
+        super().__init__(f"{code} {reason}: {message}" if message else f"{code} {reason}")
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.retry_after = retry_after
+
+    @property
+    def is_gone(self) -> bool:
+        """410: the requested resourceVersion is compacted away; only a fresh list helps."""
+        return self.code == 410
+
+    @staticmethod
+    def from_status(status: Mapping[str, Any], *, retry_after: float | None = None) -> ApiError:
+        """From a `Status` object (an error response body or a watch ERROR event)."""
+        code = status.get("code")
+        return ApiError(
+            code if isinstance(code, int) else 500,
+            str(status.get("reason") or "Unknown"),
+            str(status.get("message") or ""),
+            retry_after=retry_after,
+        )
+
+
+class ApiUnreachable(Exception):
+    """No HTTP answer: connection refused or reset, timeout, TLS or credential failure."""
+
+
+class ApiClient:
+    """One aiohttp session to one API server, with credentials applied to every request."""
+
+    def __init__(
+        self,
+        *,
+        credentials: Credentials,
+        connect_timeout: float = 10.0,
+        request_timeout: float = 60.0,
+        max_line: int = DEFAULT_MAX_LINE,
+        clock: Clock = time.perf_counter,
+    ) -> None:
+        self._credentials = credentials
+        self._connect_timeout = connect_timeout
+        self._request_timeout = request_timeout
+        self._max_line = max_line
+        self._clock = clock
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> ApiClient:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def base_url(self) -> str:
+        return self._credentials.transport.base_url
+
+    async def get_json(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:
+        """GET `path` and decode the JSON object it answers."""
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=self._connect_timeout, sock_read=self._request_timeout
+        )
+        try:
+            async with self._request(path, params, timeout) as response:
+                await _raise_for_status(response)
+                body = await response.read()
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            raise ApiUnreachable(_describe_failure(error)) from error
+        value = _decode(body)
+        if not isinstance(value, dict):
+            raise ApiError(500, "InvalidResponse", "response body is not a JSON object")
+        return value
+
+    async def stream_lines(
+        self, path: str, params: Mapping[str, str], *, read_timeout: float
+    ) -> AsyncGenerator[tuple[bytes, float], None]:
+        """Each line of a streamed response with the clock reading when its last byte arrived.
+
+        An async generator: close it (`contextlib.aclosing`) to drop the connection early.
+        `read_timeout` bounds the silence between chunks, so a dead connection is noticed.
+        """
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=self._connect_timeout, sock_read=read_timeout
+        )
+        try:
+            async with self._request(path, params, timeout) as response:
+                await _raise_for_status(response)
+                async for line in self._split_lines(response.content):
+                    yield line
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            raise ApiUnreachable(_describe_failure(error)) from error
+
+    async def _split_lines(
+        self, content: aiohttp.StreamReader
+    ) -> AsyncGenerator[tuple[bytes, float], None]:
+        clock, max_line = self._clock, self._max_line
+        parts: list[bytes] = []  # the unfinished line, joined once (linear in its length)
+        pending = 0
+        async for chunk in content.iter_any():
+            received = clock()
+            start = 0
+            while (end := chunk.find(b"\n", start)) >= 0:
+                if parts:
+                    parts.append(chunk[start:end])
+                    line = b"".join(parts)
+                    parts.clear()
+                    pending = 0
+                else:
+                    line = chunk[start:end]
+                start = end + 1
+                if line.strip():
+                    yield line, received
+            if start < len(chunk):
+                parts.append(chunk[start:])
+                pending += len(chunk) - start
+                if pending > max_line:
+                    raise ApiError(500, "LineTooLong", f"a streamed line exceeds {max_line} bytes")
+        line = b"".join(parts)
+        if line.strip():
+            yield line, clock()
+
+    @asynccontextmanager
+    async def _request(
+        self, path: str, params: Mapping[str, str], timeouts: aiohttp.ClientTimeout
+    ) -> AsyncGenerator[aiohttp.ClientResponse, None]:
+        response = await self._send(path, params, timeouts)
+        try:
+            yield response
+        finally:
+            if response.content.at_eof():
+                response.release()  # read to the end: the connection can serve the next page
+            else:
+                response.close()  # an unfinished watch: never hand this connection out again
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                headers={"Accept": "application/json", "User-Agent": USER_AGENT},
+                raise_for_status=False,
+            )
+        return self._session
+
+    async def _send(
+        self, path: str, params: Mapping[str, str], timeouts: aiohttp.ClientTimeout
+    ) -> aiohttp.ClientResponse:
+        """Send once; after a 401 reload the credentials and send once more."""
+        response = await self._send_once(path, params, timeouts)
+        if response.status != 401:
+            return response
+        response.release()
+        log.info("401 from the API server: reloading credentials (%s)", self._credentials.source)
+        try:
+            await asyncio.to_thread(self._credentials.reload)
+        except CredentialsError as error:
+            raise ApiUnreachable(str(error)) from error
+        return await self._send_once(path, params, timeouts)
+
+    async def _send_once(
+        self, path: str, params: Mapping[str, str], timeouts: aiohttp.ClientTimeout
+    ) -> aiohttp.ClientResponse:
+        try:
+            authorization = await asyncio.to_thread(self._credentials.authorization)
+        except CredentialsError as error:
+            raise ApiUnreachable(str(error)) from error
+        transport = self._credentials.transport
+        return await self._get_session().get(
+            transport.base_url + path,
+            params=params,
+            headers={"Authorization": authorization} if authorization else None,
+            timeout=timeouts,
+            ssl=transport.ssl if transport.ssl is not None else True,
+            server_hostname=transport.server_hostname,
+            proxy=transport.proxy,
+        )
+
+
+async def _raise_for_status(response: aiohttp.ClientResponse) -> None:
+    if response.status < 400:
+        return
+    body = await response.read()
+    retry_after = _retry_after(response.headers.get("Retry-After"))
+    try:
+        status = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        status = None
+    if isinstance(status, dict) and status.get("kind") == "Status":
+        status = {**status, "code": response.status}
+        raise ApiError.from_status(status, retry_after=retry_after)
+    text = body[:200].decode(errors="replace").strip()
+    raise ApiError(response.status, response.reason or "Error", text, retry_after=retry_after)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds (the API server only ever sends seconds)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
+def _decode(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise ApiError(500, "InvalidResponse", f"response is not JSON: {error}") from None
+
+
+def _describe_failure(error: BaseException) -> str:
+    if isinstance(error, TimeoutError):
+        return "timed out waiting for the API server"
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

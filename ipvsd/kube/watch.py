@@ -1,0 +1,317 @@
+"""One list/watch loop for one collection and selection: a never-ending stream of events.
+
+`ResourceWatch.events()` yields complete snapshots (`SnapshotStarted`, one `SnapshotItem` per
+object, `SnapshotEnded`) and, between them, `Change`s. A snapshot comes either from a paginated
+list or from a streaming list (a watch with `sendInitialEvents=true`, whose initial events end at
+the bookmark annotated `k8s.io/initial-events-end`); the consumer cannot tell them apart and
+never needs to, which keeps the informer's re-list logic in one place.
+
+The loop owns the resourceVersion bookkeeping and every failure policy, the way client-go's
+reflector does: bookmarks advance the version; 410 Gone (as an HTTP status or as an ERROR
+event) means "take a fresh snapshot"; everything else (unreachable server, 5xx, 429) is retried
+from the last version after a jittered exponential backoff that honours Retry-After. It never
+gives up and never raises: a proxy must keep its last view of the cluster and keep trying.
+
+Nothing here interprets objects beyond `metadata.resourceVersion`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random as _random
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from ipvsd.kube.client import ApiClient, ApiError, ApiUnreachable
+from ipvsd.kube.convert import RawObject
+from ipvsd.kube.resources import EVERYTHING, Resource, Selection
+
+log = logging.getLogger(__name__)
+
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+
+Sleep = Callable[[float], Awaitable[None]]
+Random = Callable[[], float]
+Clock = Callable[[], float]
+
+
+class ListMode(enum.Enum):
+    """How snapshots are taken. AUTO streams when the server can and lists when it cannot."""
+
+    AUTO = "auto"
+    LIST = "list"
+    STREAM = "stream"
+
+
+@dataclass(frozen=True, slots=True)
+class BackoffPolicy:
+    """Delay before retry n (from 0): min(initial * factor**n, maximum), plus up to `jitter`."""
+
+    initial: float = 0.8
+    maximum: float = 30.0
+    factor: float = 2.0
+    jitter: float = 1.0  # fraction of the delay added at random, so proxies do not retry in step
+
+    def delay(self, attempt: int, random: Random) -> float:
+        base = min(self.initial * self.factor ** min(attempt, 64), self.maximum)
+        return base * (1.0 + self.jitter * random())
+
+
+@dataclass(frozen=True, slots=True)
+class WatchSettings:
+    """Tunables; the defaults are client-go's, tests shrink them."""
+
+    mode: ListMode = ListMode.AUTO
+    timeout_range: tuple[int, int] = (300, 600)  # server-side timeoutSeconds, random per watch
+    page_size: int = 500
+    initial_events_idle: float = 10.0  # silence before the end marker: the server cannot stream
+    quick_close: float = 1.0  # a watch closed this fast with nothing in it counts as a failure
+    backoff: BackoffPolicy = BackoffPolicy()
+
+
+DEFAULT_SETTINGS = WatchSettings()
+
+
+# --- what the loop yields -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotStarted:
+    """A full snapshot begins; discard any unfinished one."""
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotItem:
+    obj: RawObject
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotEnded:
+    """Every object of the snapshot has been yielded; it is consistent at `resource_version`."""
+
+    resource_version: str
+
+
+ChangeType = Literal["ADDED", "MODIFIED", "DELETED"]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One watch event; `received_at` is the client clock when its last byte arrived."""
+
+    type: ChangeType
+    obj: RawObject
+    received_at: float
+
+
+WatchEvent = SnapshotStarted | SnapshotItem | SnapshotEnded | Change
+
+_CHANGE_TYPES: frozenset[str] = frozenset({"ADDED", "MODIFIED", "DELETED"})
+
+
+class _StreamingUnsupported(Exception):
+    """The server rejected a streaming list or answered it in a way that is not one."""
+
+
+class ResourceWatch:
+    """List then watch `resource` restricted to `selection`, forever."""
+
+    def __init__(
+        self,
+        *,
+        client: ApiClient,
+        resource: Resource,
+        selection: Selection = EVERYTHING,
+        settings: WatchSettings = DEFAULT_SETTINGS,
+        sleep: Sleep = asyncio.sleep,
+        random: Random = _random.random,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._resource = resource
+        self._selection = selection
+        self._settings = settings
+        self._sleep = sleep
+        self._random = random
+        self._clock = clock
+        self._streaming = settings.mode is not ListMode.LIST
+        self._failures = 0
+        self.resource_version: str | None = None
+        self.name = f"{resource.kind} watch ({selection})"
+
+    async def events(self) -> AsyncGenerator[WatchEvent, None]:
+        """Snapshots and changes, forever. Close the generator to stop."""
+        while True:
+            retry_after: float | None = None
+            try:
+                async with aclosing(self._one_round()) as round_events:
+                    async for event in round_events:
+                        yield event
+                continue
+            except ApiError as error:
+                if error.is_gone:
+                    log.info("%s: %s; taking a fresh snapshot", self.name, error)
+                    self.resource_version = None
+                    continue
+                retry_after = error.retry_after
+                failure = f"API error {error}"
+            except ApiUnreachable as error:
+                failure = f"API unreachable: {error}"
+            except _StreamingUnsupported as error:
+                if self._settings.mode is ListMode.AUTO:
+                    self._fall_back_to_list(error)
+                    continue
+                failure = f"streaming list failed: {error}"
+            await self._back_off(failure, retry_after)
+
+    async def _one_round(self) -> AsyncGenerator[WatchEvent, None]:
+        """A snapshot if there is no version to resume from, then one watch until it ends."""
+        if self.resource_version is None and self._streaming:
+            async with aclosing(self._watch(initial_events=True)) as events:
+                async for event in events:
+                    yield event
+            return
+        if self.resource_version is None:
+            async with aclosing(self._list()) as events:
+                async for event in events:
+                    yield event
+        async with aclosing(self._watch(initial_events=False)) as events:
+            async for event in events:
+                yield event
+
+    async def _list(self) -> AsyncGenerator[WatchEvent, None]:
+        """A paginated list: pages keep the decoded JSON in memory small."""
+        params = self._selection.params()
+        params["limit"] = str(self._settings.page_size)
+        yield SnapshotStarted()
+        while True:
+            page = await self._client.get_json(self._resource.path, params)
+            for obj in page.get("items") or ():
+                yield SnapshotItem(obj)
+            metadata = page.get("metadata") or {}
+            token = metadata.get("continue")
+            if not token:
+                break
+            params["continue"] = token
+        version = str(metadata.get("resourceVersion") or "")
+        self._succeeded()
+        self.resource_version = version
+        yield SnapshotEnded(version)
+
+    async def _watch(self, *, initial_events: bool) -> AsyncGenerator[WatchEvent, None]:
+        """One watch request; with `initial_events`, a streaming list that then keeps watching."""
+        low, high = self._settings.timeout_range
+        timeout = int(low + (high - low) * self._random())
+        params = self._selection.params()
+        params.update(watch="true", allowWatchBookmarks="true", timeoutSeconds=str(timeout))
+        if initial_events:
+            params.update(
+                sendInitialEvents="true", resourceVersionMatch="NotOlderThan", resourceVersion=""
+            )
+        else:
+            params["resourceVersion"] = self.resource_version or ""
+        started = self._clock()
+        lines = 0
+        if initial_events:
+            yield SnapshotStarted()
+        stream = self._client.stream_lines(self._resource.path, params, read_timeout=timeout + 30.0)
+        try:
+            async with aclosing(stream) as stream_lines:
+                while (item := await self._next_line(stream_lines, initial_events)) is not None:
+                    lines += 1
+                    result = self._apply(self._decode(item[0]), item[1], initial_events)
+                    if isinstance(result, SnapshotEnded):
+                        initial_events = False
+                        self._succeeded()
+                    elif lines == 1 and not initial_events:
+                        self._succeeded()
+                    if result is not None:
+                        yield result
+        except ApiError as error:
+            if initial_events and error.code in (400, 422, 501):
+                raise _StreamingUnsupported(str(error)) from error
+            raise
+        if initial_events:
+            raise _StreamingUnsupported("the stream ended before its initial events did")
+        if lines == 0 and self._clock() - started < self._settings.quick_close:
+            raise ApiUnreachable("the watch closed at once without an event")
+
+    async def _next_line(
+        self, lines: AsyncIterator[tuple[bytes, float]], initial_events: bool
+    ) -> tuple[bytes, float] | None:
+        """The next line; while initial events are due, silence means the server cannot stream.
+
+        The timeout wraps only this read, never a `yield`: a timeout spanning a yield would
+        cancel whatever the consumer happens to be awaiting.
+        """
+        if not initial_events:
+            return await anext(lines, None)
+        idle = self._settings.initial_events_idle
+        try:
+            async with asyncio.timeout(idle):
+                return await anext(lines, None)
+        except TimeoutError:
+            raise _StreamingUnsupported(
+                f"no end of initial events after {idle:g} s of silence"
+            ) from None
+
+    def _decode(self, line: bytes) -> dict[str, Any]:
+        try:
+            event = orjson.loads(line)
+        except orjson.JSONDecodeError as error:
+            raise ApiError(500, "InvalidWatchEvent", f"undecodable line: {error}") from None
+        if not isinstance(event, dict) or not isinstance(event.get("object"), dict):
+            raise ApiError(500, "InvalidWatchEvent", f"not a watch event: {line[:100]!r}")
+        return event
+
+    def _apply(
+        self, event: dict[str, Any], received: float, initial_events: bool
+    ) -> WatchEvent | None:
+        """Track the version and turn one decoded watch event into what the loop yields."""
+        kind, obj = event.get("type"), event["object"]
+        if kind == "ERROR":
+            raise ApiError.from_status(obj)
+        metadata = obj.get("metadata") or {}
+        version = metadata.get("resourceVersion")
+        if kind == "BOOKMARK":
+            if not initial_events:
+                if version:
+                    self.resource_version = str(version)
+                return None
+            annotations = metadata.get("annotations") or {}
+            if annotations.get(INITIAL_EVENTS_END) != "true":
+                raise _StreamingUnsupported("a bookmark arrived before the initial events ended")
+            self.resource_version = str(version or "")
+            return SnapshotEnded(self.resource_version)
+        if kind not in _CHANGE_TYPES:
+            raise ApiError(500, "InvalidWatchEvent", f"unknown event type {kind!r}")
+        if initial_events:
+            if kind != "ADDED":
+                raise _StreamingUnsupported(f"a {kind} event among the initial events")
+            return SnapshotItem(obj)
+        if version:
+            self.resource_version = str(version)
+        return Change(kind, obj, received)
+
+    def _succeeded(self) -> None:
+        self._failures = 0
+
+    def _fall_back_to_list(self, error: Exception) -> None:
+        log.warning("%s: streaming list unusable (%s); using list then watch", self.name, error)
+        self._streaming = False
+        self.resource_version = None
+
+    async def _back_off(self, failure: str, retry_after: float | None) -> None:
+        delay = self._settings.backoff.delay(self._failures, self._random)
+        if retry_after is not None:
+            delay = retry_after
+        self._failures += 1
+        log.warning("%s: %s; retrying in %.1f s", self.name, failure, delay)
+        await self._sleep(delay)
