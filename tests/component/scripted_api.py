@@ -8,6 +8,7 @@ Retry-After, a stream that stops mid-line.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -35,8 +36,11 @@ class ScriptedApi:
 
 
 @asynccontextmanager
-async def scripted_api(*responders: Responder) -> AsyncIterator[ScriptedApi]:
-    """Serve on 127.0.0.1; once the script is used up, requests hang until teardown."""
+async def scripted_api(
+    *responders: Responder, ssl_context: ssl.SSLContext | None = None
+) -> AsyncIterator[ScriptedApi]:
+    """Serve on 127.0.0.1 (TLS with `ssl_context`); once the script is used up, requests hang
+    until teardown."""
     closing = asyncio.Event()
     api = ScriptedApi(url="", script=deque(responders))
 
@@ -51,10 +55,10 @@ async def scripted_api(*responders: Responder) -> AsyncIterator[ScriptedApi]:
     app.router.add_route("GET", "/{tail:.*}", handle)
     runner = web.AppRunner(app, shutdown_timeout=0.1)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
     await site.start()
     port = runner.addresses[0][1]
-    api.url = f"http://127.0.0.1:{port}"
+    api.url = f"{'https' if ssl_context else 'http'}://127.0.0.1:{port}"
     try:
         yield api
     finally:
