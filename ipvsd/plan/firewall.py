@@ -1,0 +1,105 @@
+"""What ipvsd's nftables table must contain: sets derived from the desired services.
+
+IPVS balances but cannot masquerade or filter, so kube-proxy surrounded it with iptables rules
+and ipsets (reference §3). ipvsd keeps the rules fixed (`dataplane.nft`) and expresses
+everything that depends on Services as set contents, computed here:
+
+- `cluster_ip_ports`: ClusterIP virtual servers; traffic to them from outside the cluster
+  CIDRs (the node itself, other hosts) is masqueraded, or all of it with --masquerade-all;
+- `masquerade_ports`: externalIP and load-balancer virtual servers of Services with
+  externalTrafficPolicy Cluster (masqueraded always: the reply must come back through here);
+- `node_ports`: NodePorts of Services with externalTrafficPolicy Cluster (same);
+- `hairpin`: every real server, so a pod reaching itself through a VIP is masqueraded and
+  its reply does not bypass IPVS;
+- `vips` / `vip_ports`: new connections to a VIP on a port that is not a service port are
+  rejected (every VIP is a local address; otherwise every host port is reachable through it);
+- `lb_restricted` / `lb_allowed`: loadBalancerSourceRanges, per LB VIP and port;
+- `health_check_ports`: the healthCheckNodePorts ipvsd answers on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ipvsd.model.ipvs import IPAddress
+from ipvsd.model.service import IPNetwork, Service, TrafficPolicy
+from ipvsd.plan.desired import DesiredService, VipKind
+
+VipPort = tuple[IPAddress, int, int]  # (address, IP protocol number, port)
+
+
+@dataclass(frozen=True, slots=True)
+class FirewallConfig:
+    cluster_cidrs: tuple[IPNetwork, ...] = ()
+    masquerade_all: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Firewall:
+    """The contents of ipvsd's nftables sets (equal values mean an identical table)."""
+
+    config: FirewallConfig = field(default_factory=FirewallConfig)
+    vips: frozenset[IPAddress] = frozenset()
+    vip_ports: frozenset[VipPort] = frozenset()
+    cluster_ip_ports: frozenset[VipPort] = frozenset()
+    masquerade_ports: frozenset[VipPort] = frozenset()
+    node_ports: frozenset[tuple[int, int]] = frozenset()  # (protocol, port)
+    hairpin: frozenset[VipPort] = frozenset()  # (real server address, protocol, port)
+    lb_restricted: frozenset[VipPort] = frozenset()
+    lb_allowed: frozenset[tuple[IPAddress, int, int, IPNetwork]] = frozenset()
+    health_check_ports: frozenset[int] = frozenset()
+
+
+def firewall_for(
+    services: Iterable[tuple[Service, DesiredService]], config: FirewallConfig
+) -> Firewall:
+    """The firewall for every (Service, its desired objects) pair on this node."""
+    vips: set[IPAddress] = set()
+    vip_ports: set[VipPort] = set()
+    cluster_ip_ports: set[VipPort] = set()
+    masquerade_ports: set[VipPort] = set()
+    node_ports: set[tuple[int, int]] = set()
+    hairpin: set[VipPort] = set()
+    lb_restricted: set[VipPort] = set()
+    lb_allowed: set[tuple[IPAddress, int, int, IPNetwork]] = set()
+    health: set[int] = set()
+    for service, desired in services:
+        external_cluster = service.external_traffic_policy is TrafficPolicy.CLUSTER
+        if service.health_check_node_port:
+            health.add(service.health_check_node_port)
+        for entry in desired.virtual_servers:
+            key = entry.server.key
+            assert key.address is not None  # ipvsd makes no fwmark services
+            element = (key.address, key.protocol, key.port)
+            hairpin.update((real.address, key.protocol, real.port) for real in entry.real_servers)
+            if entry.kind is VipKind.NODE_PORT:
+                if external_cluster:
+                    node_ports.add((key.protocol, key.port))
+                continue
+            vips.add(key.address)
+            vip_ports.add(element)
+            if entry.kind is VipKind.CLUSTER_IP:
+                cluster_ip_ports.add(element)
+                continue
+            if external_cluster:
+                masquerade_ports.add(element)
+            if entry.kind is VipKind.LOAD_BALANCER and service.load_balancer_source_ranges:
+                lb_restricted.add(element)
+                lb_allowed.update(
+                    (*element, network)
+                    for network in service.load_balancer_source_ranges
+                    if network.version == key.address.version
+                )
+    return Firewall(
+        config=config,
+        vips=frozenset(vips),
+        vip_ports=frozenset(vip_ports),
+        cluster_ip_ports=frozenset(cluster_ip_ports),
+        masquerade_ports=frozenset(masquerade_ports),
+        node_ports=frozenset(node_ports),
+        hairpin=frozenset(hairpin),
+        lb_restricted=frozenset(lb_restricted),
+        lb_allowed=frozenset(lb_allowed),
+        health_check_ports=frozenset(health),
+    )

@@ -1,0 +1,81 @@
+"""Firewall set contents from desired services: who is masqueraded, what is filtered."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from ipaddress import ip_network
+
+from ipvsd.model.endpoint import Endpoint, EndpointPort, EndpointSlice
+from ipvsd.model.ipvs import Family, Protocol, parse_address
+from ipvsd.model.service import (
+    Service,
+    ServicePort,
+    ServiceRef,
+    ServiceType,
+    TrafficPolicy,
+)
+from ipvsd.plan.desired import NodeContext, desired_service
+from ipvsd.plan.firewall import Firewall, FirewallConfig, firewall_for
+
+REF = ServiceRef("default", "web")
+NODE = NodeContext("node-a", node_port_addresses=(parse_address("192.168.1.10"),))
+TCP = int(Protocol.TCP)
+CIP, EIP, LBIP = (
+    parse_address("10.96.0.10"),
+    parse_address("203.0.113.5"),
+    parse_address("198.51.100.7"),
+)
+POD = parse_address("10.244.1.5")
+SLICES = [
+    EndpointSlice(
+        "default", "web-1", REF, Family.INET, (EndpointPort("http", Protocol.TCP, 8080),),
+        (Endpoint(POD, node_name="node-a"),),
+    )
+]  # fmt: skip
+BASE = Service(
+    REF, "u", ServiceType.LOAD_BALANCER, (CIP,), (ServicePort("http", Protocol.TCP, 80, 30080),),
+    external_ips=(EIP,), load_balancer_ips=(LBIP,), health_check_node_port=0,
+)  # fmt: skip
+
+
+def firewall(service: Service) -> Firewall:
+    return firewall_for([(service, desired_service(service, SLICES, NODE))], FirewallConfig())
+
+
+def test_etp_cluster_masquerades_external_vips_and_node_ports() -> None:
+    got = firewall(BASE)
+    assert got.masquerade_ports == {(EIP, TCP, 80), (LBIP, TCP, 80)}
+    assert got.node_ports == {(TCP, 30080)}
+    assert got.cluster_ip_ports == {(CIP, TCP, 80)}
+
+
+def test_etp_local_preserves_client_addresses_no_external_masquerade() -> None:
+    got = firewall(
+        replace(BASE, external_traffic_policy=TrafficPolicy.LOCAL, health_check_node_port=31000)
+    )
+    assert got.masquerade_ports == frozenset()
+    assert got.node_ports == frozenset()
+    assert got.health_check_ports == {31000}
+
+
+def test_every_vip_and_service_port_is_known_for_rejecting_other_ports() -> None:
+    got = firewall(BASE)
+    assert got.vips == {CIP, EIP, LBIP}
+    assert got.vip_ports == {(CIP, TCP, 80), (EIP, TCP, 80), (LBIP, TCP, 80)}
+
+
+def test_every_real_server_is_in_the_hairpin_set() -> None:
+    assert firewall(BASE).hairpin == {(POD, TCP, 8080)}
+
+
+def test_load_balancer_source_ranges_restrict_only_the_lb_vip_of_their_family() -> None:
+    ranges = (ip_network("192.0.2.0/24"), ip_network("2001:db8::/64"))
+    got = firewall(replace(BASE, load_balancer_source_ranges=ranges))
+    assert got.lb_restricted == {(LBIP, TCP, 80)}
+    assert got.lb_allowed == {(LBIP, TCP, 80, ip_network("192.0.2.0/24"))}
+
+
+def test_no_source_ranges_no_restriction() -> None:
+    got = firewall(BASE)
+    assert got.lb_restricted == frozenset()
+    assert got.lb_allowed == frozenset()
