@@ -17,10 +17,13 @@ zones), which keeps both sync time and memory small.
 
 from __future__ import annotations
 
+import socket
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
+from socket import inet_pton
 from typing import Any
 
 from ipvsd.model.endpoint import Endpoint, EndpointPort, EndpointSlice
@@ -50,10 +53,24 @@ RELEVANT_ANNOTATIONS = frozenset(
 )
 
 _PROTOCOLS = {"TCP": Protocol.TCP, "UDP": Protocol.UDP, "SCTP": Protocol.SCTP}
-_ADDRESS_PARSERS: dict[str, tuple[Family, type[IPv4Address] | type[IPv6Address]]] = {
-    "IPv4": (Family.INET, IPv4Address),
-    "IPv6": (Family.INET6, IPv6Address),
+
+
+@dataclass(frozen=True, slots=True)
+class _AddressFamily:
+    """How a slice's addresses are read: inet_pton is strict (no leading zeros, no "1.2.3")
+    and five times faster than `ip_address`; the packed bytes also serve as the dedup key."""
+
+    family: Family
+    socket_family: int
+    make: Callable[[int], IPAddress]
+
+
+_ADDRESS_FAMILIES = {
+    "IPv4": _AddressFamily(Family.INET, socket.AF_INET, IPv4Address),
+    "IPv6": _AddressFamily(Family.INET6, socket.AF_INET6, IPv6Address),
 }
+_SINGLE_HINTS: dict[str, tuple[str]] = {}  # zone or node name → the one-hint tuple, shared
+_SINGLE_HINTS_LIMIT = 100_000
 _SERVICE_NAME_PATH = f"metadata.labels[{SERVICE_NAME_LABEL}]"
 _intern = sys.intern
 
@@ -350,10 +367,9 @@ def _endpoint_slice(raw: RawObject, warn: Warn) -> EndpointSlice | None:
     address_type = raw.get("addressType")
     if address_type == "FQDN":
         return None
-    parser = _ADDRESS_PARSERS.get(address_type) if isinstance(address_type, str) else None
-    if parser is None:
+    family = _ADDRESS_FAMILIES.get(address_type) if isinstance(address_type, str) else None
+    if family is None:
         raise ConversionError("addressType", f"unknown address type {address_type!r}")
-    family, parse = parser
     annotations = _mapping(meta.get("annotations"), "metadata.annotations")
     return EndpointSlice(
         namespace=namespace,
@@ -361,9 +377,9 @@ def _endpoint_slice(raw: RawObject, warn: Warn) -> EndpointSlice | None:
         service=ServiceRef(
             namespace, _string(service_name, f"metadata.labels[{SERVICE_NAME_LABEL}]")
         ),
-        family=family,
+        family=family.family,
         ports=_endpoint_ports(raw.get("ports")),
-        endpoints=_endpoints(raw.get("endpoints"), parse, warn),
+        endpoints=_endpoints(raw.get("endpoints"), family, warn),
         trigger_time=_trigger_time(annotations.get(TRIGGER_TIME_ANNOTATION)),
     )
 
@@ -385,83 +401,118 @@ def _endpoint_ports(items: Any) -> tuple[EndpointPort, ...]:
     return tuple(ports)
 
 
-def _endpoints(
-    items: Any, parse: type[IPv4Address] | type[IPv6Address], warn: Warn
-) -> tuple[Endpoint, ...]:
+def _endpoints(items: Any, family: _AddressFamily, warn: Warn) -> tuple[Endpoint, ...]:
     items = _sequence(items, "endpoints")
     if len(items) > MAX_ENDPOINTS_PER_SLICE:
         raise ConversionError(
             "endpoints", f"{len(items)} endpoints, more than {MAX_ENDPOINTS_PER_SLICE} allowed"
         )
+    pton, socket_family, make, from_bytes = (
+        inet_pton,
+        family.socket_family,
+        family.make,
+        int.from_bytes,
+    )
     endpoints: list[Endpoint] = []
-    seen: set[IPAddress] = set()
+    seen: set[bytes] = set()  # packed addresses: one spelling per address, cheap to hash
     for i, item in enumerate(items):
-        if not isinstance(item, dict):
+        if type(item) is not dict:
             raise ConversionError(f"endpoints[{i}]", f"expected an object, got {_describe(item)}")
-        address = _endpoint_address(item.get("addresses"), parse, i)
-        if address is None:
+        addresses = item.get("addresses")
+        if not addresses or type(addresses) is not list:
+            raise ConversionError(f"endpoints[{i}].addresses", "missing")
+        try:
+            packed = pton(socket_family, addresses[0])
+        except (OSError, TypeError):
+            if _is_address(addresses[0]):
+                continue  # the other family: kube-proxy drops it
+            raise ConversionError(
+                f"endpoints[{i}].addresses[0]", f"{_describe(addresses[0])} is not an IP address"
+            ) from None
+        if packed in seen:
+            warn(
+                f"endpoints[{i}].addresses[0]: duplicate address {addresses[0]}, keeping the first"
+            )
             continue
-        if address in seen:
-            warn(f"endpoints[{i}].addresses[0]: duplicate address {address}, keeping the first")
-            continue
-        seen.add(address)
-        endpoints.append(_endpoint(item, address, i))
+        seen.add(packed)
+        endpoints.append(_endpoint(item, make(from_bytes(packed)), i))
     return tuple(endpoints)
 
 
-def _endpoint_address(
-    addresses: Any, parse: type[IPv4Address] | type[IPv6Address], index: int
-) -> IPAddress | None:
-    """The endpoint's first address; None when it is of the other family (kube-proxy drops it)."""
-    if not addresses or not isinstance(addresses, list):
-        raise ConversionError(f"endpoints[{index}].addresses", "missing")
-    text = addresses[0]
-    if isinstance(text, str):  # the parsers would also take an int
-        try:
-            return parse(text)
-        except ValueError:
-            try:
-                ip_address(text)
-            except ValueError:
-                pass
-            else:
-                return None
-    raise ConversionError(
-        f"endpoints[{index}].addresses[0]", f"{_describe(text)} is not an IP address"
-    )
+def _is_address(text: Any) -> bool:
+    try:
+        ip_address(text)
+    except ValueError:
+        return False
+    return isinstance(text, str)
 
 
 def _endpoint(item: dict[str, Any], address: IPAddress, index: int) -> Endpoint:
+    """One endpoint, with the conditions' nil-means-true rules applied."""
     conditions = item.get("conditions")
     if conditions:
-        path = f"endpoints[{index}].conditions"
-        ready = _boolean_or_none(conditions.get("ready"), f"{path}.ready")
-        serving = _boolean_or_none(conditions.get("serving"), f"{path}.serving")
-        terminating = _boolean_or_none(conditions.get("terminating"), f"{path}.terminating")
+        if type(conditions) is not dict:
+            raise ConversionError(f"endpoints[{index}].conditions", "expected an object")
+        ready = conditions.get("ready")
+        serving = conditions.get("serving")
+        terminating = conditions.get("terminating")
+        if not (_is_flag(ready) and _is_flag(serving) and _is_flag(terminating)):
+            _check_conditions(conditions, index)
     else:
         ready = serving = terminating = None
     node_name = item.get("nodeName")
+    if node_name is not None:
+        node_name = _intern(_string(node_name, f"endpoints[{index}].nodeName"))
     zone = item.get("zone")
+    if zone is not None:
+        zone = _intern(_string(zone, f"endpoints[{index}].zone"))
     hints = item.get("hints")
+    if hints:
+        if type(hints) is not dict:
+            raise ConversionError(f"endpoints[{index}].hints", "expected an object")
+        zone_hints = _hint_names(hints.get("forZones"), index, "forZones")
+        node_hints = _hint_names(hints.get("forNodes"), index, "forNodes")
+    else:
+        zone_hints = node_hints = ()
     return Endpoint(
         address,
         ready is not False,
         serving is not False,
         terminating is True,
-        None if node_name is None else _intern(_string(node_name, f"endpoints[{index}].nodeName")),
-        None if zone is None else _intern(_string(zone, f"endpoints[{index}].zone")),
-        _hint_names(hints, "forZones", index) if hints else (),
-        _hint_names(hints, "forNodes", index) if hints else (),
+        node_name,
+        zone,
+        zone_hints,
+        node_hints,
     )
 
 
-def _hint_names(hints: Any, field: str, index: int) -> tuple[str, ...]:
+def _is_flag(value: Any) -> bool:
+    return value is None or type(value) is bool
+
+
+def _check_conditions(conditions: dict[str, Any], index: int) -> None:
+    for name in ("ready", "serving", "terminating"):
+        _boolean_or_none(conditions.get(name), f"endpoints[{index}].conditions.{name}")
+
+
+def _hint_names(items: Any, index: int, field: str) -> tuple[str, ...]:
+    """Sorted hint names. One hint per endpoint is the rule, so that case is a cache hit."""
+    if not items:
+        return ()
+    if type(items) is list and len(items) == 1 and type(items[0]) is dict:
+        name = items[0].get("name")
+        if type(name) is str and name:
+            single = _SINGLE_HINTS.get(name)
+            if single is None:
+                single = (_intern(name),)
+                if len(_SINGLE_HINTS) < _SINGLE_HINTS_LIMIT:
+                    _SINGLE_HINTS[name] = single
+            return single
     path = f"endpoints[{index}].hints.{field}"
-    items = _sequence(_mapping(hints, f"endpoints[{index}].hints").get(field), path)
     return tuple(
         sorted(
             _intern(_required_string(_mapping(hint, f"{path}[{i}]"), "name", f"{path}[{i}].name"))
-            for i, hint in enumerate(items)
+            for i, hint in enumerate(_sequence(items, path))
         )
     )
 
