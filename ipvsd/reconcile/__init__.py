@@ -1,0 +1,1 @@
+"""Running plan + apply: the bounded-frequency loop and the syncer."""

@@ -1,0 +1,1 @@
+"""Change tracking between informer events and syncs."""
