@@ -1,0 +1,313 @@
+"""One sync: plan the desired objects, read the kernel, apply the difference, in safe order.
+
+A *full* sync (the first one, the periodic check, a Node change) plans every Service, dumps
+the whole IPVS table and diffs it under the ownership rule, so anything stale from a previous
+run or from kube-proxy is corrected and every attribute is reset (a restart never leaves real
+servers stuck at weight 0). A *partial* sync plans only the changed Services and reads only
+their virtual servers: one Service's change touches only that Service's kernel objects.
+
+Order: VIPs are bound before virtual servers need them, IPVS is changed, the firewall sets are
+updated, and addresses nothing needs any more are unbound last. Kernel refusals are logged per
+object and counted; they never stop the sync nor affect other Services.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from ipaddress import IPv6Address
+from typing import Protocol
+
+from ipvsd.dataplane.addresses import Addresses
+from ipvsd.dataplane.ipvs import Ipvs
+from ipvsd.model.endpoint import EndpointSlice
+from ipvsd.model.ipvs import (
+    AddRealServer,
+    AddService,
+    DeleteService,
+    Family,
+    IPAddress,
+    Operation,
+    RealServer,
+    ServiceKey,
+    VirtualServer,
+)
+from ipvsd.model.node import Node
+from ipvsd.model.service import IPNetwork, Service, ServiceRef
+from ipvsd.plan.desired import DesiredService, NodeContext, desired_service
+from ipvsd.plan.diff import Endpoint, diff_service, diff_tables
+from ipvsd.plan.firewall import Firewall, FirewallConfig, firewall_for
+from ipvsd.plan.ownership import DEFAULT_NODE_PORT_RANGE, Ownership
+from ipvsd.plan.scheduling import KNOWN_SCHEDULERS
+
+log = logging.getLogger(__name__)
+
+
+class FirewallPort(Protocol):
+    """What the syncer needs of the nftables adapter (`dataplane.nft.NftFirewall`)."""
+
+    async def apply(self, firewall: Firewall) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SyncSettings:
+    node_name: str
+    default_scheduler: str = "rr"
+    families: tuple[Family, ...] = (Family.INET, Family.INET6)
+    node_port_cidrs: tuple[IPNetwork, ...] = ()  # empty: every node address
+    node_port_range: tuple[int, int] = DEFAULT_NODE_PORT_RANGE
+    exclude_cidrs: tuple[IPNetwork, ...] = ()
+    firewall: FirewallConfig = field(default_factory=FirewallConfig)
+    drain_timeout: float = 120.0
+    device: str = "kube-ipvs0"
+    schedulers: frozenset[str] = KNOWN_SCHEDULERS
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    full: bool
+    services: int
+    operations: int
+    failures: tuple[str, ...]
+    warnings: Mapping[ServiceRef, tuple[str, ...]]
+    no_local_endpoints: int = 0
+
+
+class Syncer:
+    """Owns the picture of what was programmed and turns changes into kernel operations."""
+
+    def __init__(
+        self,
+        *,
+        ipvs: Ipvs,
+        addresses: Addresses,
+        firewall: FirewallPort,
+        settings: SyncSettings,
+        services: Callable[[], Iterable[Service]],
+        slices_of: Callable[[ServiceRef], Iterable[EndpointSlice]],
+        own_node: Callable[[], Node | None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ipvs = ipvs
+        self._addresses = addresses
+        self._firewall = firewall
+        self.settings = settings
+        self._services = services
+        self._slices_of = slices_of
+        self._own_node = own_node
+        self._clock = clock
+        self.programmed: dict[ServiceRef, DesiredService] = {}
+        self._services_by_ref: dict[ServiceRef, Service] = {}
+        self._drains: dict[tuple[ServiceKey, Endpoint], float] = {}
+
+    # --- planning -----------------------------------------------------------------------------
+
+    def node_context(self, host: list[tuple[IPAddress, str]]) -> NodeContext:
+        """This node as the planner sees it, given the host's (address, interface) pairs."""
+        node = self._own_node()
+        return NodeContext(
+            name=self.settings.node_name,
+            zone=node.zone if node is not None else None,
+            node_port_addresses=node_port_addresses(host, self.settings),
+            families=self.settings.families,
+            default_scheduler=self.settings.default_scheduler,
+            schedulers=self.settings.schedulers,
+        )
+
+    def plan(self, service: Service, node: NodeContext) -> DesiredService:
+        return desired_service(service, self._slices_of(service.ref), node)
+
+    # --- syncing ------------------------------------------------------------------------------
+
+    async def sync(self, *, full: bool, services: Iterable[ServiceRef] = ()) -> SyncReport:
+        host = await self._addresses.host_addresses()
+        node = self.node_context(host)
+        if full:
+            return await self._full(node, host)
+        return await self._partial(frozenset(services), node, host)
+
+    async def _full(self, node: NodeContext, host: list[tuple[IPAddress, str]]) -> SyncReport:
+        current = {service.ref: service for service in self._services()}
+        planned = {ref: self.plan(service, node) for ref, service in current.items()}
+        planned = _without_conflicts(planned)
+        table = {
+            d.server.key: (d.server, d.real_servers)
+            for desired in planned.values()
+            for d in desired.virtual_servers
+        }
+        bound_before, wanted = await self._bind(planned, host)
+        ownership = Ownership.of(
+            bound=bound_before | wanted,
+            node_port_addresses=node.node_port_addresses,
+            node_port_range=self.settings.node_port_range,
+            excluded=self.settings.exclude_cidrs,
+        )
+        observed = await self._ipvs.dump()
+        self._drains = {k: v for k, v in self._drains.items() if k[0] in table}
+        ops = diff_tables(table, observed, owns=ownership.owns, drain_expired=self._drain_expired)
+        failures = await self._apply(ops)
+        self.programmed = planned
+        self._services_by_ref = current
+        await self._update_firewall()
+        await self._addresses.unbind(bound_before - wanted)
+        return self._report(True, planned, ops, failures)
+
+    async def _partial(
+        self, refs: frozenset[ServiceRef], node: NodeContext, host: list[tuple[IPAddress, str]]
+    ) -> SyncReport:
+        services = {service.ref: service for service in self._services() if service.ref in refs}
+        planned = dict(self.programmed)
+        for ref in refs:
+            service = services.get(ref)
+            if service is None:
+                planned.pop(ref, None)
+            else:
+                planned[ref] = self.plan(service, node)
+        planned = _without_conflicts(planned)
+        bound_before, wanted = await self._bind(planned, host)
+        ops: list[Operation] = []
+        for ref in sorted(refs):
+            ops.extend(await self._service_ops(self.programmed.get(ref), planned.get(ref)))
+        failures = await self._apply(ops)
+        self.programmed = planned
+        for ref in refs:
+            if ref in services:
+                self._services_by_ref[ref] = services[ref]
+            else:
+                self._services_by_ref.pop(ref, None)
+        await self._update_firewall()
+        await self._addresses.unbind(bound_before - wanted)
+        changed = {ref: planned[ref] for ref in refs if ref in planned}
+        return self._report(False, changed, ops, failures)
+
+    async def _service_ops(
+        self, before: DesiredService | None, after: DesiredService | None
+    ) -> list[Operation]:
+        """Operations for one Service, reading only its own virtual servers from the kernel."""
+        wanted: dict[ServiceKey, tuple[VirtualServer, tuple[RealServer, ...]]] = {}
+        if after is not None:
+            wanted = {d.server.key: (d.server, d.real_servers) for d in after.virtual_servers}
+        previous = {d.server.key for d in before.virtual_servers} if before is not None else set()
+        ops: list[Operation] = []
+        for key in sorted(wanted.keys() | previous, key=ServiceKey.sort_key):
+            observed = await self._ipvs.dump_service(key)
+            if key not in wanted:
+                if observed is not None:
+                    ops.append(DeleteService(key))
+                continue
+            server, real_servers = wanted[key]
+            if observed is None:
+                ops.append(AddService(server))
+                ops.extend(AddRealServer(key, real) for real in real_servers)
+            else:
+                ops.extend(
+                    diff_service(server, real_servers, observed, drain_expired=self._drain_expired)
+                )
+        return ops
+
+    async def _bind(
+        self, planned: Mapping[ServiceRef, DesiredService], host: list[tuple[IPAddress, str]]
+    ) -> tuple[frozenset[IPAddress], frozenset[IPAddress]]:
+        """Bind what is newly wanted; (bound before, wanted). Addresses that are already on
+        another interface stay there (the host answers for them anyway)."""
+        device = self.settings.device
+        elsewhere = {address for address, name in host if name != device}
+        bound_before = frozenset(address for address, name in host if name == device)
+        wanted = frozenset(
+            address
+            for desired in planned.values()
+            for address in desired.bound_addresses
+            if address not in elsewhere
+        )
+        await self._addresses.ensure_device()
+        await self._addresses.bind(wanted - bound_before)
+        return bound_before, wanted
+
+    async def _apply(self, ops: list[Operation]) -> tuple[str, ...]:
+        if not ops:
+            return ()
+        result = await self._ipvs.apply(ops)
+        failures = tuple(str(error) for _, error in result.failures)
+        for failure in failures:
+            log.error("kernel refused: %s", failure)
+        return failures
+
+    async def _update_firewall(self) -> None:
+        pairs = [
+            (self._services_by_ref[ref], desired)
+            for ref, desired in self.programmed.items()
+            if ref in self._services_by_ref
+        ]
+        await self._firewall.apply(firewall_for(pairs, self.settings.firewall))
+
+    def _drain_expired(self, key: ServiceKey, endpoint: Endpoint) -> bool:
+        started = self._drains.setdefault((key, endpoint), self._clock())
+        return self._clock() - started >= self.settings.drain_timeout
+
+    def _report(
+        self,
+        full: bool,
+        planned: Mapping[ServiceRef, DesiredService],
+        ops: list[Operation],
+        failures: tuple[str, ...],
+    ) -> SyncReport:
+        warnings = {ref: d.warnings for ref, d in planned.items() if d.warnings}
+        for ref, notes in warnings.items():
+            for note in notes:
+                log.warning("Service %s: %s", ref, note)
+        no_local = sum(
+            1
+            for desired in planned.values()
+            for d in desired.virtual_servers
+            if d.uses_local_endpoints and not d.real_servers
+        )
+        return SyncReport(full, len(planned), len(ops), failures, warnings, no_local)
+
+
+def node_port_addresses(
+    host: list[tuple[IPAddress, str]], settings: SyncSettings
+) -> tuple[IPAddress, ...]:
+    """The node's addresses NodePorts listen on: not the dummy interface's, not loopback, not
+    IPv6 link-local; narrowed to --nodeport-addresses when given."""
+    found = {
+        address
+        for address, name in host
+        if name != settings.device
+        and not address.is_loopback
+        and not (isinstance(address, IPv6Address) and address.is_link_local)
+        and Family.of(address) in settings.families
+    }
+    if settings.node_port_cidrs:
+        found = {
+            a
+            for a in found
+            if any(a.version == net.version and a in net for net in settings.node_port_cidrs)
+        }
+    return tuple(sorted(found, key=lambda a: (a.version, int(a))))
+
+
+def _without_conflicts(
+    planned: Mapping[ServiceRef, DesiredService],
+) -> dict[ServiceRef, DesiredService]:
+    """Drop virtual servers that another Service (earlier by namespace/name) already claims."""
+    claimed: dict[ServiceKey, ServiceRef] = {}
+    result: dict[ServiceRef, DesiredService] = {}
+    for ref in sorted(planned):
+        desired = planned[ref]
+        kept = []
+        for entry in desired.virtual_servers:
+            owner = claimed.setdefault(entry.server.key, ref)
+            if owner == ref:
+                kept.append(entry)
+            else:
+                log.warning(
+                    "Service %s: %s is already used by %s; skipped", ref, entry.server.key, owner
+                )
+        result[ref] = (
+            desired
+            if len(kept) == len(desired.virtual_servers)
+            else DesiredService(tuple(kept), desired.bound_addresses, desired.warnings)
+        )
+    return result

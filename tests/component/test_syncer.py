@@ -1,0 +1,202 @@
+"""The syncer against the fake kernel: what a full and a partial sync do to the IPVS table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from ipaddress import ip_network
+
+import pytest
+
+from ipvsd.dataplane.addresses import FakeAddresses
+from ipvsd.dataplane.ipvs_fake import FakeIpvs
+from ipvsd.model.endpoint import Endpoint, EndpointPort, EndpointSlice
+from ipvsd.model.ipvs import (
+    AddRealServer,
+    AddService,
+    Family,
+    Protocol,
+    RealServer,
+    ServiceKey,
+    UpdateService,
+    VirtualServer,
+    parse_address,
+)
+from ipvsd.model.service import Service, ServicePort, ServiceRef, ServiceType
+from ipvsd.plan.firewall import Firewall
+from ipvsd.reconcile.syncer import Syncer, SyncSettings
+
+NODE_IP = parse_address("192.168.1.10")
+
+
+@dataclass
+class RecordingFirewall:
+    applied: list[Firewall] = field(default_factory=list)
+
+    async def apply(self, firewall: Firewall) -> bool:
+        self.applied.append(firewall)
+        return True
+
+
+@dataclass
+class Cluster:
+    services: dict[ServiceRef, Service] = field(default_factory=dict)
+    slices: dict[ServiceRef, list[EndpointSlice]] = field(default_factory=dict)
+
+    def add(self, name: str, cluster_ip: str, *pods: str, **changes: object) -> ServiceRef:
+        ref = ServiceRef("default", name)
+        service = Service(
+            ref, name, ServiceType.CLUSTER_IP, (parse_address(cluster_ip),),
+            (ServicePort("http", Protocol.TCP, 80),),
+        )  # fmt: skip
+        self.services[ref] = replace(service, **changes)  # type: ignore[arg-type]
+        endpoints = tuple(Endpoint(parse_address(p), node_name="node-a") for p in pods)
+        port = (EndpointPort("http", Protocol.TCP, 8080),)
+        self.slices[ref] = [
+            EndpointSlice("default", f"{name}-1", ref, Family.INET, port, endpoints)
+        ]
+        return ref
+
+
+@pytest.fixture
+def kernel() -> FakeIpvs:
+    return FakeIpvs()
+
+
+@pytest.fixture
+def addresses() -> FakeAddresses:
+    return FakeAddresses(host=[(NODE_IP, "eth0"), (parse_address("127.0.0.1"), "lo")])
+
+
+@pytest.fixture
+def cluster() -> Cluster:
+    return Cluster()
+
+
+@pytest.fixture
+def syncer(kernel: FakeIpvs, addresses: FakeAddresses, cluster: Cluster) -> Syncer:
+    return Syncer(
+        ipvs=kernel,
+        addresses=addresses,
+        firewall=RecordingFirewall(),
+        settings=SyncSettings(node_name="node-a", families=(Family.INET,)),
+        services=lambda: list(cluster.services.values()),
+        slices_of=lambda ref: cluster.slices.get(ref, []),
+        own_node=lambda: None,
+    )
+
+
+def table(kernel: FakeIpvs) -> list[str]:
+    return kernel.render().splitlines()
+
+
+async def test_full_sync_programs_every_service_and_binds_its_vip(
+    syncer: Syncer, kernel: FakeIpvs, addresses: FakeAddresses, cluster: Cluster
+) -> None:
+    cluster.add("web", "10.96.0.10", "10.244.1.5")
+    report = await syncer.sync(full=True)
+    assert table(kernel) == [
+        "-A -t 10.96.0.10:80 -s rr",
+        "-a -t 10.96.0.10:80 -r 10.244.1.5:8080 -m -w 1",
+    ]
+    assert await addresses.bound() == {parse_address("10.96.0.10")}
+    assert report.failures == ()
+
+
+async def test_foreign_virtual_servers_survive_and_stale_owned_ones_go(
+    syncer: Syncer, kernel: FakeIpvs, addresses: FakeAddresses, cluster: Cluster
+) -> None:
+    foreign = VirtualServer(ServiceKey.tcp("192.168.1.10", 443), "wlc")  # keepalived-style
+    stale = VirtualServer(ServiceKey.tcp("10.96.0.99", 80), "rr")  # a deleted Service's
+    await kernel.apply([AddService(foreign), AddService(stale)])
+    await addresses.ensure_device()
+    await addresses.bind([parse_address("10.96.0.99")])
+    cluster.add("web", "10.96.0.10")
+    await syncer.sync(full=True)
+    assert table(kernel) == ["-A -t 10.96.0.10:80 -s rr", "-A -t 192.168.1.10:443 -s wlc"]
+    assert await addresses.bound() == {parse_address("10.96.0.10")}
+
+
+async def test_first_full_sync_restores_real_servers_left_at_weight_zero(
+    syncer: Syncer, kernel: FakeIpvs, addresses: FakeAddresses, cluster: Cluster
+) -> None:
+    key = ServiceKey.tcp("10.96.0.10", 80)
+    left = RealServer.of("10.244.1.5", 8080, weight=0)
+    await kernel.apply([AddService(VirtualServer(key, "rr")), AddRealServer(key, left)])
+    cluster.add("web", "10.96.0.10", "10.244.1.5")
+    await syncer.sync(full=True)
+    assert "-a -t 10.96.0.10:80 -r 10.244.1.5:8080 -m -w 1" in table(kernel)
+
+
+async def test_partial_sync_reads_and_changes_only_the_changed_service(
+    syncer: Syncer, kernel: FakeIpvs, cluster: Cluster
+) -> None:
+    web = cluster.add("web", "10.96.0.10", "10.244.1.5")
+    cluster.add("api", "10.96.0.20", "10.244.2.5")
+    await syncer.sync(full=True)
+    kernel.clear_log()
+    cluster.add("web", "10.96.0.10", "10.244.1.5", "10.244.1.6")
+    await syncer.sync(full=False, services=[web])
+    assert kernel.calls["dump"] == 0
+    assert [str(op.service) for op in kernel.operations if isinstance(op, AddRealServer)] == [
+        "TCP 10.96.0.10:80"
+    ]
+    assert "-a -t 10.96.0.20:80 -r 10.244.2.5:8080 -m -w 1" in table(kernel)
+
+
+async def test_changed_scheduler_is_applied_in_place(
+    syncer: Syncer, kernel: FakeIpvs, cluster: Cluster
+) -> None:
+    web = cluster.add("web", "10.96.0.10", "10.244.1.5")
+    await syncer.sync(full=True)
+    kernel.clear_log()
+    cluster.add("web", "10.96.0.10", "10.244.1.5", annotations=(("ipvsd.io/scheduler", "wlc"),))
+    await syncer.sync(full=False, services=[web])
+    assert [type(op) for op in kernel.operations] == [UpdateService]
+    assert table(kernel)[0] == "-A -t 10.96.0.10:80 -s wlc"
+
+
+async def test_deleted_service_loses_its_virtual_server_and_its_vip(
+    syncer: Syncer, kernel: FakeIpvs, addresses: FakeAddresses, cluster: Cluster
+) -> None:
+    web = cluster.add("web", "10.96.0.10", "10.244.1.5")
+    await syncer.sync(full=True)
+    del cluster.services[web]
+    await syncer.sync(full=False, services=[web])
+    assert table(kernel) == []
+    assert await addresses.bound() == frozenset()
+
+
+async def test_two_services_claiming_one_vip_port_the_first_keeps_it(
+    syncer: Syncer, kernel: FakeIpvs, cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    shared = (parse_address("203.0.113.5"),)
+    cluster.add("a", "10.96.0.10", "10.244.1.5", external_ips=shared)
+    cluster.add("b", "10.96.0.20", "10.244.2.5", external_ips=shared)
+    await syncer.sync(full=True)
+    assert "-a -t 203.0.113.5:80 -r 10.244.1.5:8080 -m -w 1" in table(kernel)
+    assert "TCP 203.0.113.5:80 is already used by default/a" in caplog.text
+
+
+async def test_a_refused_service_does_not_stop_the_others(
+    syncer: Syncer, kernel: FakeIpvs, cluster: Cluster
+) -> None:
+    kernel.schedulers = frozenset({"rr"})  # this node's kernel lacks mh
+    cluster.add("a", "10.96.0.10", "10.244.1.5", annotations=(("ipvsd.io/scheduler", "mh"),))
+    cluster.add("b", "10.96.0.20", "10.244.2.5")
+    report = await syncer.sync(full=True)
+    assert len(report.failures) >= 1
+    assert "-a -t 10.96.0.20:80 -r 10.244.2.5:8080 -m -w 1" in table(kernel)
+
+
+async def test_node_port_addresses_exclude_loopback_and_honour_the_cidr_filter(
+    syncer: Syncer,
+) -> None:
+    host = [
+        (NODE_IP, "eth0"),
+        (parse_address("10.0.0.5"), "eth1"),
+        (parse_address("127.0.0.1"), "lo"),
+        (parse_address("10.96.0.10"), "kube-ipvs0"),
+    ]
+    assert syncer.node_context(host).node_port_addresses == (parse_address("10.0.0.5"), NODE_IP)
+    syncer.settings = replace(syncer.settings, node_port_cidrs=(ip_network("192.168.0.0/16"),))
+    assert syncer.node_context(host).node_port_addresses == (NODE_IP,)
