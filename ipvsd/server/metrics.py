@@ -1,0 +1,288 @@
+"""Every metric ipvsd exports, and the narrow functions the rest of ipvsd records through.
+
+The `kubeproxy_*` metrics keep kube-proxy's names, types, help texts, labels and buckets
+(`pkg/proxy/metrics/metrics.go`), with Go's spelling of bucket bounds (`histogram.py`), so
+dashboards and alerts written for kube-proxy's IPVS mode keep working. They carry no
+`ip_family` label: kube-proxy 1.33 added one because it runs one proxier per family, while
+one ipvsd sync covers both families, and repeating each observation per family would double
+every count. `ipvsd_*` metrics are ipvsd's own: sync errors, kernel
+operations, and per-virtual-server IPVS traffic read from the kernel's own counters.
+
+Everything lives in a registry owned by one ProxyMetrics, never the process-wide default, so
+each test (and each app instance) sees only its own values. Callers never touch metric
+objects: they call the recording methods, which name what happened, not how it is stored.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from types import MappingProxyType
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
+from prometheus_client import disable_created_metrics as _disable_created_metrics
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ipvsd.model.ipvs import (
+    AddRealServer,
+    AddService,
+    DeleteRealServer,
+    DeleteService,
+    Operation,
+    Protocol,
+    ServiceKey,
+    Stats,
+    UpdateRealServer,
+    UpdateService,
+)
+from ipvsd.model.service import ServiceRef
+from ipvsd.server.histogram import GoHistogram
+
+# kube-proxy exposes no `_created` series (client_golang has none); neither does ipvsd.
+_disable_created_metrics()  # type: ignore[no-untyped-call]  # the library leaves it unannotated
+
+# prometheus.ExponentialBuckets(0.001, 2, 15): 1 ms … 16.384 s.
+SYNC_DURATION_BUCKETS: tuple[float, ...] = tuple(0.001 * 2**i for i in range(15))
+
+# metrics.MergeBuckets(LinearBuckets(0.25, 0.25, 2), LinearBuckets(1, 1, 59),
+# LinearBuckets(60, 5, 12), LinearBuckets(120, 30, 7)); MergeBuckets starts from a zero
+# bucket, so kube-proxy's list begins with le="0" (it catches clock-skewed negative latencies).
+NETWORK_PROGRAMMING_BUCKETS: tuple[float, ...] = (
+    0.0,
+    0.25,
+    0.5,
+    *(float(s) for s in range(1, 60)),
+    *(float(s) for s in range(60, 120, 5)),
+    *(float(s) for s in range(120, 301, 30)),
+)
+
+TRAFFIC_LABELS = ("namespace", "service", "port", "protocol", "vip", "vport")
+
+# Kernel operation labels: the IPVS batch operations by name (bounded, known in advance).
+_OPERATION_NAMES: Mapping[type, str] = MappingProxyType(
+    {
+        AddService: "add_service",
+        UpdateService: "update_service",
+        DeleteService: "delete_service",
+        AddRealServer: "add_real_server",
+        UpdateRealServer: "update_real_server",
+        DeleteRealServer: "delete_real_server",
+    }
+)
+
+IpvsSnapshot = Mapping[ServiceKey, tuple[ServiceRef, str, Stats]]
+"""Virtual server → (its Service, the Service port's name, the kernel's counters)."""
+
+
+class ProxyMetrics:
+    """The metrics of one ipvsd process; `registry` is what /metrics serves.
+
+    `clock` gives the wall-clock seconds stored in the timestamp gauges.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self._sync_duration = GoHistogram(
+            "kubeproxy_sync_proxy_rules_duration_seconds",
+            "SyncProxyRules latency in seconds",
+            SYNC_DURATION_BUCKETS,
+        )
+        r.register(self._sync_duration)
+        self._last_synced = Gauge(
+            "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
+            "The last time proxy rules were successfully synced",
+            registry=r,
+        )
+        self._last_queued = Gauge(
+            "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds",
+            "The last time a sync of proxy rules was queued",
+            registry=r,
+        )
+        self._network_programming = GoHistogram(
+            "kubeproxy_network_programming_duration_seconds",
+            "In Cluster Network Programming Latency in seconds",
+            NETWORK_PROGRAMMING_BUCKETS,
+        )
+        r.register(self._network_programming)
+        self._endpoint_changes_pending = Gauge(
+            "kubeproxy_sync_proxy_rules_endpoint_changes_pending",
+            "Pending proxy rules Endpoint changes",
+            registry=r,
+        )
+        self._endpoint_changes = Counter(
+            "kubeproxy_sync_proxy_rules_endpoint_changes_total",
+            "Cumulative proxy rules Endpoint changes",
+            registry=r,
+        )
+        self._service_changes_pending = Gauge(
+            "kubeproxy_sync_proxy_rules_service_changes_pending",
+            "Pending proxy rules Service changes",
+            registry=r,
+        )
+        self._service_changes = Counter(
+            "kubeproxy_sync_proxy_rules_service_changes_total",
+            "Cumulative proxy rules Service changes",
+            registry=r,
+        )
+        self._no_local_endpoints = Gauge(
+            "kubeproxy_sync_proxy_rules_no_local_endpoints_total",
+            "Number of services with a Local traffic policy and no endpoints",
+            ["traffic_policy"],
+            registry=r,
+        )
+        self._healthz = Counter(
+            "kubeproxy_proxy_healthz_total",
+            "Cumulative proxy healthz HTTP status",
+            ["code"],
+            registry=r,
+        )
+        self._livez = Counter(
+            "kubeproxy_proxy_livez_total",
+            "Cumulative proxy livez HTTP status",
+            ["code"],
+            registry=r,
+        )
+        self._sync_errors = Counter(
+            "ipvsd_sync_errors_total",
+            "Syncs or parts of syncs that failed, by what failed",
+            ["kind"],
+            registry=r,
+        )
+        self._kernel_operations = Counter(
+            "ipvsd_kernel_operations_total",
+            "Operations sent to the kernel, by operation",
+            ["op"],
+            registry=r,
+        )
+        self._traffic = IpvsTrafficCollector()
+        r.register(self._traffic)
+        ProcessCollector(registry=r)
+
+    # --- the sync loop -------------------------------------------------------------------------
+
+    def sync_queued(self, now: float | None = None) -> None:
+        """A change asked for a sync (kube-proxy sets this on every Sync() request)."""
+        self._last_queued.set(self._now(now))
+
+    def sync_finished(self, duration: float, *, ok: bool = True, now: float | None = None) -> None:
+        """A sync ran for `duration` seconds; only a successful one moves the last-synced time."""
+        self._sync_duration.observe(duration)
+        if ok:
+            self._last_synced.set(self._now(now))
+
+    def network_programming(self, latency: float) -> None:
+        """Seconds from an EndpointSlice's last-change-trigger-time to the sync applying it.
+
+        Recorded as measured, negative (clock-skewed) values included, as kube-proxy does.
+        """
+        self._network_programming.observe(latency)
+
+    def changes_pending(self, *, services: int, endpoints: int) -> None:
+        """How many Services and endpoint sets have changes not yet synced."""
+        self._service_changes_pending.set(services)
+        self._endpoint_changes_pending.set(endpoints)
+
+    def changes_seen(self, *, services: int = 0, endpoints: int = 0) -> None:
+        """Changes received from the API (Service events, EndpointSlice events)."""
+        if services:
+            self._service_changes.inc(services)
+        if endpoints:
+            self._endpoint_changes.inc(endpoints)
+
+    def no_local_endpoints(self, *, internal: int, external: int) -> None:
+        """Services with a Local traffic policy and no local endpoint, counted by the last sync."""
+        self._no_local_endpoints.labels(traffic_policy="internal").set(internal)
+        self._no_local_endpoints.labels(traffic_policy="external").set(external)
+
+    def sync_error(self, kind: str) -> None:
+        """A sync step failed; `kind` is a short fixed word (e.g. "ipvs", "nftables")."""
+        self._sync_errors.labels(kind=kind).inc()
+
+    def kernel_operations(self, operations: Iterable[Operation]) -> None:
+        """IPVS operations sent to the kernel, counted per operation kind."""
+        for name, count in Tally(_OPERATION_NAMES[type(op)] for op in operations).items():
+            self._kernel_operations.labels(op=name).inc(count)
+
+    def kernel_operation(self, op: str, count: int = 1) -> None:
+        """Other kernel operations (e.g. "bind_address", "nftables_replace"), by a fixed name."""
+        self._kernel_operations.labels(op=op).inc(count)
+
+    def set_ipvs_snapshot(self, snapshot: IpvsSnapshot) -> None:
+        """The latest IPVS dump's counters for the virtual servers ipvsd programs."""
+        self._traffic.set_snapshot(snapshot)
+
+    # --- the health server ---------------------------------------------------------------------
+
+    def healthz_answered(self, status: int) -> None:
+        self._healthz.labels(code=str(status)).inc()
+
+    def livez_answered(self, status: int) -> None:
+        self._livez.labels(code=str(status)).inc()
+
+    def _now(self, now: float | None) -> float:
+        return self._clock() if now is None else now
+
+
+class IpvsTrafficCollector(Collector):
+    """Per-virtual-server traffic counters, read from the last IPVS dump on every scrape.
+
+    The kernel keeps the totals, so these are exposed as counters straight from the snapshot;
+    a virtual server that is deleted and re-created restarts from zero, which Prometheus
+    treats as a counter reset. One series per virtual server keeps cardinality at the size
+    of the IPVS table. `vip` is the address, or `fwmark:<n>` for a firewall-mark service.
+    """
+
+    def __init__(self) -> None:
+        self._snapshot: IpvsSnapshot = {}
+
+    def set_snapshot(self, snapshot: IpvsSnapshot) -> None:
+        self._snapshot = dict(snapshot)  # replaced whole: a scrape sees one dump, never a mix
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families())
+
+    def collect(self) -> Iterable[Metric]:
+        connections, packets, traffic_bytes = self._families()
+        for key, (service, port_name, stats) in self._snapshot.items():
+            labels = _traffic_labels(key, service, port_name)
+            connections.add_metric(labels, stats.connections)
+            packets.add_metric([*labels, "in"], stats.packets_in)
+            packets.add_metric([*labels, "out"], stats.packets_out)
+            traffic_bytes.add_metric([*labels, "in"], stats.bytes_in)
+            traffic_bytes.add_metric([*labels, "out"], stats.bytes_out)
+        return [connections, packets, traffic_bytes]
+
+    @staticmethod
+    def _families() -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(
+            "ipvsd_virtual_server_connections",
+            "Connections scheduled by an IPVS virtual server (kernel counter)",
+            labels=TRAFFIC_LABELS,
+        )
+        yield CounterMetricFamily(
+            "ipvsd_virtual_server_packets",
+            "Packets through an IPVS virtual server by direction (kernel counter)",
+            labels=(*TRAFFIC_LABELS, "direction"),
+        )
+        yield CounterMetricFamily(
+            "ipvsd_virtual_server_bytes",
+            "Bytes through an IPVS virtual server by direction (kernel counter)",
+            labels=(*TRAFFIC_LABELS, "direction"),
+        )
+
+
+def _traffic_labels(key: ServiceKey, service: ServiceRef, port_name: str) -> list[str]:
+    if key.fwmark:
+        return [service.namespace, service.name, port_name, "", f"fwmark:{key.fwmark}", "0"]
+    return [
+        service.namespace,
+        service.name,
+        port_name,
+        Protocol(key.protocol).name,
+        str(key.address),
+        str(key.port),
+    ]

@@ -1,0 +1,189 @@
+"""ProxyMetrics: kube-proxy's declarations, the recording functions, the IPVS traffic collector."""
+
+from __future__ import annotations
+
+import pytest
+
+from ipvsd.model.ipvs import (
+    AddRealServer,
+    AddService,
+    DeleteService,
+    RealServer,
+    ServiceKey,
+    Stats,
+    VirtualServer,
+)
+from ipvsd.model.service import ServiceRef
+from ipvsd.server.metrics import (
+    NETWORK_PROGRAMMING_BUCKETS,
+    SYNC_DURATION_BUCKETS,
+    ProxyMetrics,
+)
+
+pytestmark = pytest.mark.timeout(5)
+
+NOW = 1_700_000_000.0
+WEB = ServiceRef("shop", "web")
+
+
+@pytest.fixture
+def metrics() -> ProxyMetrics:
+    return ProxyMetrics(clock=lambda: NOW)
+
+
+def value(metrics: ProxyMetrics, name: str, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)
+
+
+def test_sync_duration_buckets_are_1ms_doubling_15_times() -> None:
+    assert len(SYNC_DURATION_BUCKETS) == 15
+    assert SYNC_DURATION_BUCKETS[0] == 0.001
+    assert SYNC_DURATION_BUCKETS[-1] == 16.384
+
+
+def test_network_programming_buckets_are_kube_proxys() -> None:
+    expected = [0.0, 0.25, 0.5, *range(1, 60), *range(60, 120, 5), *range(120, 301, 30)]
+    assert list(NETWORK_PROGRAMMING_BUCKETS) == expected
+    assert len(NETWORK_PROGRAMMING_BUCKETS) == 81
+
+
+def test_types_of_the_kube_proxy_metrics(metrics: ProxyMetrics) -> None:
+    types = {family.name: family.type for family in metrics.registry.collect()}
+    assert types["kubeproxy_sync_proxy_rules_duration_seconds"] == "histogram"
+    assert types["kubeproxy_network_programming_duration_seconds"] == "histogram"
+    assert types["kubeproxy_sync_proxy_rules_last_timestamp_seconds"] == "gauge"
+    assert types["kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds"] == "gauge"
+    assert types["kubeproxy_sync_proxy_rules_endpoint_changes_pending"] == "gauge"
+    assert types["kubeproxy_sync_proxy_rules_service_changes_pending"] == "gauge"
+    assert types["kubeproxy_sync_proxy_rules_endpoint_changes"] == "counter"
+    assert types["kubeproxy_sync_proxy_rules_service_changes"] == "counter"
+    assert types["kubeproxy_sync_proxy_rules_no_local_endpoints_total"] == "gauge"
+    assert types["kubeproxy_proxy_healthz"] == "counter"
+    assert types["kubeproxy_proxy_livez"] == "counter"
+
+
+def test_no_created_series(metrics: ProxyMetrics) -> None:
+    metrics.changes_seen(services=1)
+    names = {s.name for family in metrics.registry.collect() for s in family.samples}
+    assert not [name for name in names if name.endswith("_created")]
+
+
+def test_sync_finished_observes_and_stamps(metrics: ProxyMetrics) -> None:
+    metrics.sync_finished(0.003)
+    count = "kubeproxy_sync_proxy_rules_duration_seconds_count"
+    bucket = "kubeproxy_sync_proxy_rules_duration_seconds_bucket"
+    assert value(metrics, count) == 1
+    assert value(metrics, bucket, le="0.002") == 0
+    assert value(metrics, bucket, le="0.004") == 1
+    assert value(metrics, "kubeproxy_sync_proxy_rules_last_timestamp_seconds") == NOW
+
+
+def test_a_failed_sync_is_timed_but_does_not_move_the_last_sync(metrics: ProxyMetrics) -> None:
+    metrics.sync_finished(0.5, ok=False)
+    assert value(metrics, "kubeproxy_sync_proxy_rules_duration_seconds_count") == 1
+    assert value(metrics, "kubeproxy_sync_proxy_rules_last_timestamp_seconds") == 0
+
+
+def test_sync_queued_stamps(metrics: ProxyMetrics) -> None:
+    metrics.sync_queued(now=NOW + 7)
+    assert value(metrics, "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds") == NOW + 7
+
+
+def test_network_programming_keeps_skewed_negative_latencies_in_the_zero_bucket(
+    metrics: ProxyMetrics,
+) -> None:
+    metrics.network_programming(-0.2)
+    metrics.network_programming(1.5)
+    bucket = "kubeproxy_network_programming_duration_seconds_bucket"
+    assert value(metrics, bucket, le="0") == 1
+    assert value(metrics, bucket, le="1") == 1
+    assert value(metrics, bucket, le="2") == 2
+    assert value(metrics, "kubeproxy_network_programming_duration_seconds_sum") == 1.3
+
+
+def test_changes(metrics: ProxyMetrics) -> None:
+    metrics.changes_seen(services=2, endpoints=5)
+    metrics.changes_seen(endpoints=1)
+    metrics.changes_pending(services=1, endpoints=3)
+    assert value(metrics, "kubeproxy_sync_proxy_rules_service_changes_total") == 2
+    assert value(metrics, "kubeproxy_sync_proxy_rules_endpoint_changes_total") == 6
+    assert value(metrics, "kubeproxy_sync_proxy_rules_service_changes_pending") == 1
+    assert value(metrics, "kubeproxy_sync_proxy_rules_endpoint_changes_pending") == 3
+
+
+def test_no_local_endpoints_by_traffic_policy(metrics: ProxyMetrics) -> None:
+    name = "kubeproxy_sync_proxy_rules_no_local_endpoints_total"
+    assert value(metrics, name, traffic_policy="internal") is None, "nothing before a sync"
+    metrics.no_local_endpoints(internal=2, external=1)
+    assert value(metrics, name, traffic_policy="internal") == 2
+    assert value(metrics, name, traffic_policy="external") == 1
+
+
+def test_health_answers_by_code(metrics: ProxyMetrics) -> None:
+    metrics.healthz_answered(200)
+    metrics.healthz_answered(503)
+    metrics.livez_answered(200)
+    assert value(metrics, "kubeproxy_proxy_healthz_total", code="200") == 1
+    assert value(metrics, "kubeproxy_proxy_healthz_total", code="503") == 1
+    assert value(metrics, "kubeproxy_proxy_livez_total", code="200") == 1
+
+
+def test_errors_and_kernel_operations(metrics: ProxyMetrics) -> None:
+    key = ServiceKey.tcp("10.96.0.10", 80)
+    metrics.kernel_operations(
+        [
+            AddService(VirtualServer(key, "rr")),
+            AddRealServer(key, RealServer.of("10.1.0.1", 8080)),
+            AddRealServer(key, RealServer.of("10.1.0.2", 8080)),
+            DeleteService(ServiceKey.tcp("10.96.0.11", 80)),
+        ]
+    )
+    metrics.kernel_operation("bind_address", 2)
+    metrics.sync_error("ipvs")
+    name = "ipvsd_kernel_operations_total"
+    assert value(metrics, name, op="add_service") == 1
+    assert value(metrics, name, op="add_real_server") == 2
+    assert value(metrics, name, op="delete_service") == 1
+    assert value(metrics, name, op="bind_address") == 2
+    assert value(metrics, "ipvsd_sync_errors_total", kind="ipvs") == 1
+
+
+def test_ipvs_traffic_comes_from_the_latest_snapshot(metrics: ProxyMetrics) -> None:
+    key = ServiceKey.tcp("10.96.0.10", 80)
+    stats = Stats(connections=3, packets_in=10, packets_out=8, bytes_in=700, bytes_out=900)
+    metrics.set_ipvs_snapshot({key: (WEB, "http", stats)})
+    labels = {
+        "namespace": "shop",
+        "service": "web",
+        "port": "http",
+        "protocol": "TCP",
+        "vip": "10.96.0.10",
+        "vport": "80",
+    }
+    assert value(metrics, "ipvsd_virtual_server_connections_total", **labels) == 3
+    assert value(metrics, "ipvsd_virtual_server_packets_total", **labels, direction="in") == 10
+    assert value(metrics, "ipvsd_virtual_server_packets_total", **labels, direction="out") == 8
+    assert value(metrics, "ipvsd_virtual_server_bytes_total", **labels, direction="in") == 700
+    assert value(metrics, "ipvsd_virtual_server_bytes_total", **labels, direction="out") == 900
+
+    metrics.set_ipvs_snapshot({})
+    assert value(metrics, "ipvsd_virtual_server_connections_total", **labels) is None
+
+
+def test_fwmark_virtual_servers_are_labelled_by_mark(metrics: ProxyMetrics) -> None:
+    metrics.set_ipvs_snapshot({ServiceKey.for_fwmark(7): (WEB, "http", Stats(connections=1))})
+    labels = {
+        "namespace": "shop",
+        "service": "web",
+        "port": "http",
+        "protocol": "",
+        "vip": "fwmark:7",
+        "vport": "0",
+    }
+    assert value(metrics, "ipvsd_virtual_server_connections_total", **labels) == 1
+
+
+def test_registries_are_isolated() -> None:
+    first, second = ProxyMetrics(), ProxyMetrics()
+    first.sync_error("ipvs")
+    assert second.registry.get_sample_value("ipvsd_sync_errors_total", {"kind": "ipvs"}) is None
