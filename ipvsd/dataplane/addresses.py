@@ -51,6 +51,10 @@ class Addresses(Protocol):
         an address configured on two interfaces appears twice."""
         ...
 
+    async def remove_device(self) -> None:
+        """Delete the dummy interface and with it every bound address (for --cleanup)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -92,6 +96,14 @@ class RtnlAddresses:
                         raise
 
         await self._run(ensure)
+
+    async def remove_device(self) -> None:
+        def remove() -> None:
+            index = self._index()
+            if index is not None:
+                self._rtnl().link("del", index=index)
+
+        await self._run(remove)
 
     async def bound(self) -> frozenset[IPAddress]:
         def read() -> frozenset[IPAddress]:
@@ -176,6 +188,10 @@ class FakeAddresses:
 
     async def host_addresses(self) -> list[tuple[IPAddress, str]]:
         return sorted(self._host, key=_pair_order)
+
+    async def remove_device(self) -> None:
+        self.device_exists = False
+        self._host = {(address, name) for address, name in self._host if name != self.device}
 
     async def close(self) -> None:
         return None

@@ -106,15 +106,11 @@ class Syncer:
 
     def node_context(self, host: list[tuple[IPAddress, str]]) -> NodeContext:
         """This node as the planner sees it, given the host's (address, interface) pairs."""
-        node = self._own_node()
-        return NodeContext(
-            name=self.settings.node_name,
-            zone=node.zone if node is not None else None,
-            node_port_addresses=node_port_addresses(host, self.settings),
-            families=self.settings.families,
-            default_scheduler=self.settings.default_scheduler,
-            schedulers=self.settings.schedulers,
-        )
+        return node_context(host, self.settings, self._own_node())
+
+    def service(self, ref: ServiceRef) -> Service | None:
+        """The Service as last synced (None once it is gone)."""
+        return self._services_by_ref.get(ref)
 
     def plan(self, service: Service, node: NodeContext) -> DesiredService:
         return desired_service(service, self._slices_of(service.ref), node)
@@ -264,6 +260,20 @@ class Syncer:
             if d.uses_local_endpoints and not d.real_servers
         )
         return SyncReport(full, len(planned), len(ops), failures, warnings, no_local)
+
+
+def node_context(
+    host: list[tuple[IPAddress, str]], settings: SyncSettings, node: Node | None
+) -> NodeContext:
+    """This node as the planner sees it: name, zone, NodePort addresses, proxy defaults."""
+    return NodeContext(
+        name=settings.node_name,
+        zone=node.zone if node is not None else None,
+        node_port_addresses=node_port_addresses(host, settings),
+        families=settings.families,
+        default_scheduler=settings.default_scheduler,
+        schedulers=settings.schedulers,
+    )
 
 
 def node_port_addresses(

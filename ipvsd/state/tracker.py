@@ -48,6 +48,10 @@ class ChangeTracker:
         self.endpoint_slices = _SliceEvents(self)
         self.node = _NodeEvents(self)
 
+    def set_notify(self, notify: Callable[[], None]) -> None:
+        """Who to tell about new work (the runner, once it exists)."""
+        self._notify = notify
+
     def slices_of(self, ref: ServiceRef) -> Mapping[tuple[str, str], EndpointSlice]:
         """The EndpointSlices of `ref` by (namespace, name)."""
         return MappingProxyType(self._slices.get(ref, {}))

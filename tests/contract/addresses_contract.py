@@ -58,3 +58,13 @@ class AddressesContract:
         with pytest.raises(OSError, match=device) as caught:
             await addresses.bind([VIP4])
         assert caught.value.errno == errno.ENODEV
+
+    async def test_removing_the_device_removes_its_addresses_and_is_idempotent(
+        self, addresses: Addresses, device: str
+    ) -> None:
+        await addresses.ensure_device()
+        await addresses.bind([VIP4])
+        await addresses.remove_device()
+        await addresses.remove_device()
+        assert await addresses.bound() == frozenset()
+        assert all(name != device for _, name in await addresses.host_addresses())
