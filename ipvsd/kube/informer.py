@@ -79,10 +79,12 @@ class Informer(Generic[V]):
         watches: Sequence[ResourceWatch],
         convert: Converter[V],
         observe_latency: Callable[[float], None] | None = None,
+        move_grace: float = 1.0,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         """`observe_latency` hears, per watch event, the seconds from its last byte read to the
-        handlers' return (`clock` must be the one the ApiClient stamps lines with)."""
+        handlers' return (`clock` must be the one the ApiClient stamps lines with).
+        `move_grace` bounds how long a deletion waits for the other watches (see `_release`)."""
         if not watches:
             raise ValueError("an informer needs at least one watch")
         self.kind = kind
@@ -90,7 +92,10 @@ class Informer(Generic[V]):
         self._watches = tuple(watches)
         self._convert = convert
         self._observe_latency = observe_latency
+        self._move_grace = move_grace
         self._clock = clock
+        self._moving: dict[str, tuple[int, int, float]] = {}  # key → (watch, version, deadline)
+        self._timer: asyncio.TimerHandle | None = None
         self._items: dict[str, V] = {}
         self._claims: list[dict[str, Claim[V]]] = [{} for _ in self._watches]
         self._snapshots: list[dict[str, Claim[V]] | None] = [None for _ in self._watches]
@@ -99,6 +104,10 @@ class Informer(Generic[V]):
         self._handlers: list[EventHandler[V]] = []
         self.store: Mapping[str, V] = MappingProxyType(self._items)
         self.synced = asyncio.Event()
+
+    @property
+    def watches(self) -> tuple[ResourceWatch, ...]:
+        return self._watches
 
     def add_handler(self, handler: EventHandler[V]) -> None:
         self._handlers.append(handler)
@@ -126,7 +135,9 @@ class Informer(Generic[V]):
         elif isinstance(event, SnapshotStarted):
             self._snapshots[index] = {}
         elif isinstance(event, SnapshotEnded):
-            self._snapshot_ended(index)
+            self._snapshot_ended(index, event.resource_version)
+        if self._moving:
+            self._settle_moves()
 
     # --- changes ------------------------------------------------------------------------------
 
@@ -138,13 +149,14 @@ class Informer(Generic[V]):
         if event.type == "DELETED":
             claims.pop(key, None)
             self._invalid.pop(key, None)
+            self._release(index, key, _version(event.obj))
         else:
             claim = self._claim(key, event.obj, claims.get(key))
             if claim is None:
                 claims.pop(key, None)
             else:
                 claims[key] = claim
-        self._settle(key)
+            self._settle(key)
         if self._observe_latency is not None:
             self._observe_latency(self._clock() - event.received_at)
 
@@ -169,7 +181,7 @@ class Informer(Generic[V]):
         if claim is not None:
             snapshot[key] = claim
 
-    def _snapshot_ended(self, index: int) -> None:
+    def _snapshot_ended(self, index: int, resource_version: str) -> None:
         snapshot = self._snapshots[index]
         if snapshot is None:
             return
@@ -179,13 +191,68 @@ class Informer(Generic[V]):
         for key, claim in snapshot.items():
             if previous.get(key) is not claim:
                 self._settle(key)
+        version = int(resource_version) if resource_version.isdigit() else 0
         for key in previous.keys() - snapshot.keys():
             self._invalid.pop(key, None)
-            self._settle(key)
+            self._release(index, key, version)
         self._listed[index] = True
         if all(self._listed) and not self.synced.is_set():
             log.info("%s informer synced: %d objects", self.kind, len(self._items))
             self.synced.set()
+
+    # --- objects moving between watches -------------------------------------------------------
+
+    def _release(self, index: int, key: str, version: int) -> None:
+        """Watch `index` no longer sees `key` as of `version`: settle it now, or, if another
+        watch may be about to report it (its labels moved it there), once that watch has caught
+        up with `version` or `move_grace` has passed. Without this, every label move whose
+        DELETED arrives first would flap the object out of the store and back."""
+        if self._may_be_moving(index, key, version):
+            self._moving[key] = (index, version, self._clock() + self._move_grace)
+            self._arm_timer(self._move_grace)
+        else:
+            self._settle(key)
+
+    def _may_be_moving(self, index: int, key: str, version: int) -> bool:
+        if self._move_grace <= 0 or len(self._watches) == 1 or not version:
+            return False
+        if key not in self._items or any(key in claims for claims in self._claims):
+            return False  # nothing to lose, or another watch holds it already
+        return not self._others_caught_up(index, version)
+
+    def _others_caught_up(self, index: int, version: int) -> bool:
+        for other, watch in enumerate(self._watches):
+            seen = watch.resource_version
+            if other != index and not (seen and seen.isdigit() and int(seen) >= version):
+                return False
+        return True
+
+    def _settle_moves(self) -> None:
+        now = self._clock()
+        for key, (index, version, deadline) in list(self._moving.items()):
+            claimed = any(key in claims for claims in self._claims)
+            if claimed or deadline <= now or self._others_caught_up(index, version):
+                del self._moving[key]
+                self._settle(key)
+        if self._moving:
+            self._arm_timer(min(deadline for _, _, deadline in self._moving.values()) - now)
+
+    def _arm_timer(self, delay: float) -> None:
+        """Make sure `_settle_moves` runs even if no further event arrives."""
+        if self._timer is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # driven by hand (tests): the next event settles what is due
+        self._timer = loop.call_later(max(delay, 0.0) + 0.001, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        try:
+            self._settle_moves()
+        except Exception:
+            log.exception("%s informer: failed to settle moved objects", self.kind)
 
     # --- the store and the handlers -----------------------------------------------------------
 

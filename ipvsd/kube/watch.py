@@ -1,10 +1,11 @@
 """One list/watch loop for one collection and selection: a never-ending stream of events.
 
 `ResourceWatch.events()` yields complete snapshots (`SnapshotStarted`, one `SnapshotItem` per
-object, `SnapshotEnded`) and, between them, `Change`s. A snapshot comes either from a paginated
-list or from a streaming list (a watch with `sendInitialEvents=true`, whose initial events end at
-the bookmark annotated `k8s.io/initial-events-end`); the consumer cannot tell them apart and
-never needs to, which keeps the informer's re-list logic in one place.
+object, `SnapshotEnded`) and, between them, `Change`s and `Progress` (bookmarks). A snapshot
+comes either from a paginated list or from a streaming list (a watch with
+`sendInitialEvents=true`, whose initial events end at the bookmark annotated
+`k8s.io/initial-events-end`); the consumer cannot tell them apart and never needs to, which
+keeps the informer's re-list logic in one place.
 
 The loop owns the resourceVersion bookkeeping and every failure policy, the way client-go's
 reflector does: bookmarks advance the version; 410 Gone (as an HTTP status or as an ERROR
@@ -99,6 +100,15 @@ class SnapshotEnded:
     resource_version: str
 
 
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A bookmark: the watch has seen everything up to `resource_version` (no object changed).
+
+    Consumers that compare versions across watches need to hear about it; most ignore it."""
+
+    resource_version: str
+
+
 ChangeType = Literal["ADDED", "MODIFIED", "DELETED"]
 
 
@@ -111,7 +121,7 @@ class Change:
     received_at: float
 
 
-WatchEvent = SnapshotStarted | SnapshotItem | SnapshotEnded | Change
+WatchEvent = SnapshotStarted | SnapshotItem | SnapshotEnded | Change | Progress
 
 _CHANGE_TYPES: frozenset[str] = frozenset({"ADDED", "MODIFIED", "DELETED"})
 
@@ -282,9 +292,10 @@ class ResourceWatch:
         version = metadata.get("resourceVersion")
         if kind == "BOOKMARK":
             if not initial_events:
-                if version:
-                    self.resource_version = str(version)
-                return None
+                if not version:
+                    return None
+                self.resource_version = str(version)
+                return Progress(self.resource_version)
             annotations = metadata.get("annotations") or {}
             if annotations.get(INITIAL_EVENTS_END) != "true":
                 raise _StreamingUnsupported("a bookmark arrived before the initial events ended")

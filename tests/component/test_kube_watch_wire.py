@@ -21,6 +21,7 @@ from ipvsd.kube.watch import (
     BackoffPolicy,
     Change,
     ListMode,
+    Progress,
     ResourceWatch,
     SnapshotEnded,
     SnapshotItem,
@@ -109,6 +110,8 @@ def shape(events: list[WatchEvent]) -> list[str]:
             words.append(f"item:{event.obj['metadata']['name']}")
         elif isinstance(event, SnapshotEnded):
             words.append(f"ended:{event.resource_version}")
+        elif isinstance(event, Progress):
+            words.append(f"bookmark:{event.resource_version}")
         elif isinstance(event, Change):
             meta = event.obj["metadata"]
             words.append(f"{event.type}:{meta['name']}@{meta['resourceVersion']}")
@@ -148,9 +151,9 @@ async def test_bookmarks_advance_the_version_a_dropped_watch_resumes_from() -> N
         stream([event_line("ADDED", service("a", "11")), bookmark("40")]),  # then closes
         stream([event_line("ADDED", service("b", "41"))]),
     ) as (watch, sleep, queries):
-        events = await take(watch, 4)
+        events = await take(watch, 5)
 
-    assert shape(events) == ["started", "ended:10", "ADDED:a@11", "ADDED:b@41"]
+    assert shape(events) == ["started", "ended:10", "ADDED:a@11", "bookmark:40", "ADDED:b@41"]
     assert [q.get("resourceVersion") for q in queries[1:3]] == ["10", "40"]
     assert sleep.delays == []  # a watch that ends after delivering events is simply renewed
 

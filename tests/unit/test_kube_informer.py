@@ -3,6 +3,7 @@ re-lists as diffs, handlers only for real changes, bad objects skipped with one 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -209,16 +210,70 @@ def test_label_move_added_before_deleted_changes_nothing() -> None:
     assert ports(subject) == {"default/a": 80}
 
 
-def test_label_move_deleted_before_added_ends_up_stored() -> None:
+def test_label_move_deleted_before_added_changes_nothing_either() -> None:
     subject, recorder = informer()
     listed(subject, PLAIN, 10, svc("a", 5))
     listed(subject, OURS, 10)
     recorder.calls.clear()
 
-    subject.handle(PLAIN, change("DELETED", svc("a", 20)))
-    subject.handle(OURS, change("ADDED", svc("a", 20)))
+    subject.handle(PLAIN, change("DELETED", svc("a", 20)))  # OURS has not reached 20 yet: wait
+    assert ports(subject) == {"default/a": 80}
+    subject.handle(OURS, change("ADDED", svc("a", 20, port=81)))
 
-    assert recorder.calls == ["delete default/a", "add default/a 80"]
+    assert recorder.calls == ["update default/a 80->81"]
+    assert ports(subject) == {"default/a": 81}
+
+
+def test_a_delete_is_applied_at_once_when_the_other_watch_is_past_its_version() -> None:
+    subject, recorder = informer()
+    listed(subject, PLAIN, 10, svc("a", 5))
+    listed(subject, OURS, 10)
+    subject.watches[OURS].resource_version = "30"  # as a bookmark would have set it
+
+    subject.handle(PLAIN, change("DELETED", svc("a", 20)))
+
+    assert recorder.calls[-1] == "delete default/a"
+
+
+def test_a_delete_waits_at_most_the_grace_period() -> None:
+    now = [0.0]
+    subject, recorder = informer(move_grace=1.0, clock=lambda: now[0])
+    listed(subject, PLAIN, 10, svc("a", 5), svc("b", 6))
+    listed(subject, OURS, 10)
+    recorder.calls.clear()
+
+    subject.handle(PLAIN, change("DELETED", svc("a", 20)))
+    now[0] = 0.5
+    subject.handle(PLAIN, change("MODIFIED", svc("b", 21)))
+    assert recorder.calls == []
+    now[0] = 1.5
+    subject.handle(PLAIN, change("MODIFIED", svc("b", 22)))
+
+    assert recorder.calls == ["delete default/a"]
+
+
+async def test_a_pending_delete_is_applied_by_a_timer_when_nothing_else_happens() -> None:
+    subject, recorder = informer(move_grace=0.05)
+    listed(subject, PLAIN, 10, svc("a", 5))
+    listed(subject, OURS, 10)
+    recorder.calls.clear()
+
+    subject.handle(PLAIN, change("DELETED", svc("a", 20)))
+    await asyncio.sleep(0.1)
+
+    assert recorder.calls == ["delete default/a"]
+
+
+def test_a_relist_missing_an_object_the_other_watch_may_report_waits_too() -> None:
+    subject, recorder = informer()
+    listed(subject, PLAIN, 10, svc("a", 5))
+    listed(subject, OURS, 10)
+    recorder.calls.clear()
+
+    listed(subject, PLAIN, 40)  # "a" moved to OURS while PLAIN was disconnected
+    listed(subject, OURS, 40, svc("a", 35))
+
+    assert recorder.calls == []
     assert ports(subject) == {"default/a": 80}
 
 
