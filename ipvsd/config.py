@@ -1,0 +1,303 @@
+"""ipvsd's configuration: one frozen value, built from layers of settings, validated once.
+
+`ProxyConfig` holds every setting with kube-proxy's default (reference §6-§9), so a DaemonSet
+that ran kube-proxy in IPVS mode runs ipvsd with the same behaviour. Each field names, in its
+metadata, the kube-proxy flag and the KubeProxyConfiguration field that set it: messages
+about a setting use the spelling the operator wrote, and the flag parser (`ipvsd.cli`) and the
+file loader (`ipvsd.config_file`) read those names from here rather than keeping copies.
+
+Settings arrive as `Layer`s (the config file, then the command line); a later layer wins per
+field. `build_config` merges them over the defaults, resolves the node name, and checks
+ranges and relations (sync periods, timeouts, listener clashes) naming the source that set
+the offending value. This module does no I/O and decides nothing about the dataplane.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from ipvsd.config_values import (
+    ConfigError,
+    NodePortAddresses,
+    TopologySource,
+    format_go_duration,
+)
+from ipvsd.model.ipvs import Timeouts
+from ipvsd.model.service import IPNetwork
+from ipvsd.plan.ownership import DEFAULT_NODE_PORT_RANGE
+from ipvsd.plan.scheduling import KNOWN_SCHEDULERS
+
+__all__ = [
+    "DEFAULT_HEALTHZ_PORT",
+    "DEFAULT_METRICS_PORT",
+    "ConfigError",
+    "Layer",
+    "NodePortAddresses",
+    "ProxyConfig",
+    "TopologySource",
+    "build_config",
+    "file_field_of",
+    "flag_of",
+    "resolve_node_name",
+]
+
+DEFAULT_HEALTHZ_PORT = 10256
+DEFAULT_METRICS_PORT = 10249
+
+
+def _named(flag: str, file: str | None = None) -> dict[str, str | None]:
+    """Field metadata: the flag and the config-file field operators know a setting by."""
+    return {"flag": flag, "file": file}
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyConfig:
+    """Everything the proxy is told by its operator; defaults are kube-proxy's.
+
+    Durations are seconds. Bind addresses are canonical `IP:port` text (`[::]:10256` for
+    IPv6), the form `ipvsd.server.http.parse_bind_address` reads; empty disables the server.
+    `node_name` is resolved (see `resolve_node_name`); construct through `build_config` to get
+    a validated value, directly only where the values are known to be good (tests, wiring).
+
+    `ipvs_strict_arp` defaults to false as in kube-proxy, so a migration changes nothing;
+    ipvsd recommends true wherever MetalLB (or anything announcing LoadBalancer IPs with
+    L2/ARP) runs, otherwise every node answers ARP for every VIP on kube-ipvs0 and the
+    announced IP flaps between nodes (metallb #153).
+    """
+
+    kubeconfig: str | None = field(
+        default=None, metadata=_named("--kubeconfig", "clientConnection.kubeconfig")
+    )
+    master: str | None = field(default=None, metadata=_named("--master"))
+    hostname_override: str | None = field(
+        default=None, metadata=_named("--hostname-override", "hostnameOverride")
+    )
+    node_name: str = field(default="", metadata=_named("--hostname-override", "hostnameOverride"))
+
+    cluster_cidrs: tuple[IPNetwork, ...] = field(
+        default=(), metadata=_named("--cluster-cidr", "clusterCIDR")
+    )
+    masquerade_all: bool = field(
+        default=False, metadata=_named("--masquerade-all", "iptables.masqueradeAll")
+    )
+    nodeport_addresses: NodePortAddresses = field(
+        default=NodePortAddresses(), metadata=_named("--nodeport-addresses", "nodePortAddresses")
+    )
+    node_port_range: tuple[int, int] = field(
+        default=DEFAULT_NODE_PORT_RANGE, metadata=_named("--node-port-range")
+    )
+
+    ipvs_scheduler: str = field(default="rr", metadata=_named("--ipvs-scheduler", "ipvs.scheduler"))
+    ipvs_sync_period: float = field(
+        default=30.0, metadata=_named("--ipvs-sync-period", "ipvs.syncPeriod")
+    )
+    ipvs_min_sync_period: float = field(
+        default=0.0, metadata=_named("--ipvs-min-sync-period", "ipvs.minSyncPeriod")
+    )
+    ipvs_exclude_cidrs: tuple[IPNetwork, ...] = field(
+        default=(), metadata=_named("--ipvs-exclude-cidrs", "ipvs.excludeCIDRs")
+    )
+    ipvs_strict_arp: bool = field(
+        default=False, metadata=_named("--ipvs-strict-arp", "ipvs.strictARP")
+    )
+    ipvs_tcp_timeout: float = field(
+        default=0.0, metadata=_named("--ipvs-tcp-timeout", "ipvs.tcpTimeout")
+    )
+    ipvs_tcpfin_timeout: float = field(
+        default=0.0, metadata=_named("--ipvs-tcpfin-timeout", "ipvs.tcpFinTimeout")
+    )
+    ipvs_udp_timeout: float = field(
+        default=0.0, metadata=_named("--ipvs-udp-timeout", "ipvs.udpTimeout")
+    )
+
+    healthz_bind_address: str = field(
+        default=f"0.0.0.0:{DEFAULT_HEALTHZ_PORT}",
+        metadata=_named("--healthz-bind-address", "healthzBindAddress"),
+    )
+    metrics_bind_address: str = field(
+        default=f"127.0.0.1:{DEFAULT_METRICS_PORT}",
+        metadata=_named("--metrics-bind-address", "metricsBindAddress"),
+    )
+
+    cleanup: bool = field(default=False, metadata=_named("--cleanup"))
+    verbosity: int = field(default=0, metadata=_named("-v", "logging.verbosity"))
+    proxy_name: str = field(default="ipvsd", metadata=_named("--proxy-name"))
+    topology_source: TopologySource = field(default="hints", metadata=_named("--topology-source"))
+    dry_run: bool = field(default=False, metadata=_named("--dry-run"))
+    once: bool = field(default=False, metadata=_named("--once"))
+
+    @property
+    def log_level(self) -> int:
+        """klog's -v mapped onto `logging`: 0-3 is INFO, 4 and more (klog's debug) is DEBUG.
+
+        klog prints its plain Info lines at every verbosity and uses V(2) for steady-state
+        detail and V(4) for debugging; Python has no level between INFO and DEBUG, so the
+        DaemonSets' usual -v=2 keeps INFO and -v=4 turns on debugging, as it did.
+        """
+        return logging.DEBUG if self.verbosity >= 4 else logging.INFO
+
+    @property
+    def ipvs_timeouts(self) -> Timeouts:
+        """The IPVS connection timeouts in whole seconds (0 keeps the kernel's), as kube-proxy."""
+        return Timeouts(
+            tcp=int(self.ipvs_tcp_timeout),
+            tcp_fin=int(self.ipvs_tcpfin_timeout),
+            udp=int(self.ipvs_udp_timeout),
+        )
+
+
+_FIELDS = {f.name: f for f in fields(ProxyConfig)}
+# What Layer.set accepts per field: the default's type (and str where the default is None).
+_ACCEPTED: dict[str, tuple[type, ...]] = {
+    f.name: (str, type(None)) if f.default is None else (type(f.default),) for f in _FIELDS.values()
+}
+
+
+def flag_of(name: str) -> str:
+    """The command-line flag that sets field `name`, as kube-proxy spells it (`--cluster-cidr`)."""
+    flag: str = _FIELDS[name].metadata["flag"]
+    return flag
+
+
+def file_field_of(name: str) -> str | None:
+    """The KubeProxyConfiguration field that sets `name` (`ipvs.syncPeriod`), if there is one."""
+    path: str | None = _FIELDS[name].metadata["file"]
+    return path
+
+
+@dataclass(slots=True)
+class Layer:
+    """Settings from one source, by ProxyConfig field, with where each came from.
+
+    `origins` holds the name shown in messages (`--ipvs-sync-period`, or
+    `ipvs.syncPeriod in /etc/kube-proxy/config.conf`). `warnings` and `notes` are for the log
+    (WARNING and INFO): parsing happens before logging is configured, so they travel as data.
+    """
+
+    values: dict[str, Any] = field(default_factory=dict)
+    origins: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def set(self, name: str, value: object, origin: str) -> None:
+        """Record `value` for field `name`; a wrong name or type is a bug in the caller."""
+        if not isinstance(value, _ACCEPTED[name]) or isinstance(value, bool) is not isinstance(
+            _FIELDS[name].default, bool
+        ):
+            raise TypeError(f"ProxyConfig.{name} cannot be {value!r}")
+        self.values[name] = value
+        self.origins[name] = origin
+
+
+def resolve_node_name(
+    override: str | None, *, environ: Mapping[str, str], gethostname: Callable[[], str]
+) -> str:
+    """The Node this proxy serves: the override, else `$NODE_NAME`, else the hostname.
+
+    kube-proxy uses the override or the hostname; `$NODE_NAME` (the downward API's
+    `spec.nodeName`) is ipvsd's addition, since a hostname that differs from the Node's name
+    makes a proxy silently treat every endpoint as remote. Trimmed and lowercased like
+    kube-proxy's names.
+    """
+    for candidate in (override, environ.get("NODE_NAME")):
+        if candidate and candidate.strip():
+            return candidate.strip().lower()
+    hostname = gethostname().strip().lower()
+    if not hostname:
+        raise ConfigError(
+            "--hostname-override: the node name is unknown (the hostname is empty); "
+            "set --hostname-override or NODE_NAME"
+        )
+    return hostname
+
+
+def build_config(
+    layers: Sequence[Layer], *, environ: Mapping[str, str], gethostname: Callable[[], str]
+) -> tuple[ProxyConfig, tuple[str, ...]]:
+    """The validated configuration from `layers` (later ones win) over the defaults.
+
+    Returns the value and warnings about settings that are legal but probably not what the
+    operator meant. Raises ConfigError naming the flag or file field of a bad value.
+    """
+    values: dict[str, Any] = {}  # checked per field by Layer.set
+    origins: dict[str, str] = {}
+    for layer in layers:
+        values.update(layer.values)
+        origins.update(layer.origins)
+    config = replace(ProxyConfig(), **values)
+    node_name = resolve_node_name(
+        config.hostname_override, environ=environ, gethostname=gethostname
+    )
+    config = replace(config, node_name=node_name)
+
+    def origin(name: str) -> str:
+        return origins.get(name, flag_of(name))
+
+    _check(config, origin)
+    return config, tuple(_doubts(config, origin))
+
+
+def _check(config: ProxyConfig, origin: Callable[[str], str]) -> None:
+    """Ranges and relations kube-proxy validates, plus listener clashes it found only at bind."""
+    period, minimum = config.ipvs_sync_period, config.ipvs_min_sync_period
+    if period <= 0:
+        raise ConfigError(
+            f"{origin('ipvs_sync_period')}: must be greater than 0 (got {_dur(period)})"
+        )
+    if minimum < 0:
+        raise ConfigError(f"{origin('ipvs_min_sync_period')}: must not be negative")
+    if minimum > period:
+        raise ConfigError(
+            f"{origin('ipvs_min_sync_period')} ({_dur(minimum)}) must not be longer than "
+            f"{origin('ipvs_sync_period')} ({_dur(period)})"
+        )
+    for name in ("ipvs_tcp_timeout", "ipvs_tcpfin_timeout", "ipvs_udp_timeout"):
+        if getattr(config, name) < 0:
+            raise ConfigError(f"{origin(name)}: must not be negative (0 keeps the kernel's)")
+    if config.verbosity < 0:
+        raise ConfigError(f"{origin('verbosity')}: must not be negative")
+    healthz, metrics = config.healthz_bind_address, config.metrics_bind_address
+    if healthz and metrics and _listeners_clash(healthz, metrics):
+        raise ConfigError(
+            f"{origin('healthz_bind_address')} ({healthz}) and "
+            f"{origin('metrics_bind_address')} ({metrics}) would listen on the same port"
+        )
+
+
+def _listeners_clash(first: str, second: str) -> bool:
+    host_a, _, port_a = first.rpartition(":")
+    host_b, _, port_b = second.rpartition(":")
+    wildcards = {"0.0.0.0", "[::]"}
+    return port_a == port_b and (host_a == host_b or host_a in wildcards or host_b in wildcards)
+
+
+def _doubts(config: ProxyConfig, origin: Callable[[str], str]) -> list[str]:
+    """Legal settings that deserve a warning in the log."""
+    doubts: list[str] = []
+    for name in ("ipvs_tcp_timeout", "ipvs_tcpfin_timeout", "ipvs_udp_timeout"):
+        seconds: float = getattr(config, name)
+        if seconds != int(seconds):
+            doubts.append(
+                f"{origin(name)} ({_dur(seconds)}): IPVS counts whole seconds, so "
+                f"{int(seconds)}s is set{' (the kernel value is kept)' if seconds < 1 else ''}, "
+                "as kube-proxy did"
+            )
+    if config.ipvs_scheduler not in KNOWN_SCHEDULERS:
+        doubts.append(
+            f"{origin('ipvs_scheduler')}: {config.ipvs_scheduler!r} is not a stock kernel "
+            f"scheduler ({', '.join(sorted(KNOWN_SCHEDULERS))}); the kernel refuses virtual "
+            f"servers unless module ip_vs_{config.ipvs_scheduler} exists"
+        )
+    if config.nodeport_addresses.includes_loopback():
+        doubts.append(
+            f"{origin('nodeport_addresses')}: NodePorts are never served on loopback "
+            "addresses in IPVS mode (kube-proxy's IPVS mode did not either)"
+        )
+    return doubts
+
+
+def _dur(seconds: float) -> str:
+    return format_go_duration(seconds)
