@@ -37,7 +37,7 @@ def build(*layers: Layer, environ: dict[str, str] | None = None) -> ProxyConfig:
     return config
 
 
-def layer(origin: str = "--test", **values: object) -> Layer:
+def layer(origin: str = "--test", /, **values: object) -> Layer:
     result = Layer()
     for name, value in values.items():
         result.set(name, value, origin)
