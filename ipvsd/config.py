@@ -3,8 +3,8 @@
 `ProxyConfig` holds every setting with kube-proxy's default (reference §6-§9), so a DaemonSet
 that ran kube-proxy in IPVS mode runs ipvsd with the same behaviour. Each field names, in its
 metadata, the kube-proxy flag and the KubeProxyConfiguration field that set it: messages
-about a setting use the spelling the operator wrote, and the flag parser (`ipvsd.cli`) and the
-file loader (`ipvsd.config_file`) read those names from here rather than keeping copies.
+about a setting use the spelling the operator wrote, and the flag table (`ipvsd.flags`) and
+the file loader (`ipvsd.config_file`) read those names from here rather than keeping copies.
 
 Settings arrive as `Layer`s (the config file, then the command line); a later layer wins per
 field. `build_config` merges them over the defaults, resolves the node name, and checks
