@@ -178,8 +178,14 @@ FLAGS = (
         "(default ipvsd)",
         "NAME",
     ),
-    Flag("dry_run", parse_go_bool, "Log the changes instead of making them", boolean=True),
-    Flag("once", parse_go_bool, "Sync once, then exit", boolean=True),
+    Flag(
+        "dry_run",
+        parse_go_bool,
+        "Print the IPVS table this node would get (ipvsadm -Sn form) and exit; touches no "
+        "kernel state and needs no root",
+        boolean=True,
+    ),
+    Flag("once", parse_go_bool, "Sync once after the informers listed, then exit", boolean=True),
     Flag(
         "node_port_range",
         parse_port_range,

@@ -1,0 +1,313 @@
+"""The composition root: builds every part from a `ProxyConfig` and runs them together.
+
+Data flows one way: informers → change tracker → bounded-frequency runner → syncer → kernel
+adapters; health and metrics observe the runner. Nothing is programmed before Services,
+EndpointSlices and the own Node have listed once. `--dry-run` stops before the kernel: it
+prints the table this node would get in `ipvsadm -Sn` form, needing neither root nor IPVS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import subprocess
+import time
+from collections.abc import AsyncIterator, Sequence
+
+from ipvsd.config import ProxyConfig
+from ipvsd.dataplane.addresses import DEVICE, RtnlAddresses
+from ipvsd.dataplane.ipvs_netlink import NetlinkIpvs
+from ipvsd.dataplane.ipvsadm_format import ServiceRules, rules_lines
+from ipvsd.dataplane.nft import NftFirewall
+from ipvsd.dataplane.sysctl import Sysctl
+from ipvsd.kube.auth import load_credentials
+from ipvsd.kube.client import ApiClient
+from ipvsd.kube.proxy_informers import ProxyInformers
+from ipvsd.model.ipvs import DeleteService, Family, Timeouts
+from ipvsd.model.node import Node
+from ipvsd.model.service import ServiceRef
+from ipvsd.plan.desired import VipKind, desired_service
+from ipvsd.plan.firewall import FirewallConfig
+from ipvsd.plan.ownership import Ownership
+from ipvsd.plan.sysctls import kernel_version, required_sysctls
+from ipvsd.reconcile.runner import BoundedFrequencyRunner
+from ipvsd.reconcile.syncer import (
+    Syncer,
+    SyncReport,
+    SyncSettings,
+    node_context,
+    node_port_addresses,
+)
+from ipvsd.server.health import ProxyHealth
+from ipvsd.server.health_server import health_server
+from ipvsd.server.http import AppServer, parse_bind_address
+from ipvsd.server.metrics import ProxyMetrics
+from ipvsd.server.metrics_server import metrics_server
+from ipvsd.server.servicehealth import ServiceHealthServers
+from ipvsd.state.tracker import ChangeTracker
+
+log = logging.getLogger("ipvsd")
+
+
+def sync_settings(config: ProxyConfig) -> SyncSettings:
+    return SyncSettings(
+        node_name=config.node_name,
+        default_scheduler=config.ipvs_scheduler,
+        families=(Family.INET, Family.INET6),
+        node_port_cidrs=config.nodeport_addresses.cidrs,
+        node_port_range=config.node_port_range,
+        exclude_cidrs=config.ipvs_exclude_cidrs,
+        firewall=FirewallConfig(
+            cluster_cidrs=config.cluster_cidrs, masquerade_all=config.masquerade_all
+        ),
+    )
+
+
+class _NodeEligibility:
+    """Keeps /healthz's node eligibility in step with the own Node object."""
+
+    def __init__(self, health: ProxyHealth) -> None:
+        self._health = health
+
+    def on_add(self, new: Node) -> None:
+        self._health.set_node_eligible(not new.deleting)
+
+    def on_update(self, old: Node, new: Node) -> None:
+        self._health.set_node_eligible(not new.deleting)
+
+    def on_delete(self, old: Node) -> None:
+        self._health.set_node_eligible(False)
+
+
+@contextlib.asynccontextmanager
+async def _informers(config: ProxyConfig) -> AsyncIterator[tuple[ProxyInformers, ChangeTracker]]:
+    credentials = load_credentials(kubeconfig=config.kubeconfig, master=config.master)
+    async with ApiClient(credentials=credentials) as client:
+        informers = ProxyInformers(
+            client=client, node_name=config.node_name, proxy_name=config.proxy_name
+        )
+        tracker = ChangeTracker()
+        informers.services.add_handler(tracker.services)
+        informers.endpoint_slices.add_handler(tracker.endpoint_slices)
+        informers.own_node.add_handler(tracker.node)
+        yield informers, tracker
+
+
+def _own_node(informers: ProxyInformers) -> Node | None:
+    return informers.own_node.store.get(informers.node_name)
+
+
+async def dry_run(config: ProxyConfig) -> str:
+    """The table this node would get, as sorted `ipvsadm -Sn` lines, from one informer sync."""
+    async with _informers(config) as (informers, tracker):
+        task = asyncio.create_task(informers.run())
+        try:
+            await informers.synced.wait()
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        addresses = RtnlAddresses()
+        try:
+            host = await addresses.host_addresses()
+        finally:
+            await addresses.close()
+        node = node_context(host, sync_settings(config), _own_node(informers))
+        entries = [
+            ServiceRules(d.server, d.real_servers)
+            for service in informers.services.store.values()
+            for d in desired_service(
+                service, tracker.slices_of(service.ref).values(), node
+            ).virtual_servers
+        ]
+    entries.sort(key=lambda e: e.server.key.sort_key())
+    return "".join(f"{line}\n" for line in rules_lines(entries))
+
+
+def prepare_kernel(config: ProxyConfig) -> None:
+    """Modules and sysctls (best effort: each failure is logged, none is fatal)."""
+    for module in ("ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack"):
+        done = subprocess.run(["modprobe", module], capture_output=True, text=True, check=False)
+        if done.returncode:
+            log.warning("modprobe %s: %s", module, done.stderr.strip() or "failed")
+    wanted = required_sysctls(
+        kernel=kernel_version(os.uname().release), strict_arp=config.ipvs_strict_arp
+    )
+    Sysctl().ensure(wanted)
+
+
+async def cleanup(config: ProxyConfig) -> int:
+    """Remove what ipvsd (or kube-proxy's IPVS mode) put into this node's kernel; leave the rest."""
+    ipvs = await NetlinkIpvs.open()
+    addresses = RtnlAddresses()
+    try:
+        host = await addresses.host_addresses()
+        ownership = Ownership.of(
+            bound=[a for a, name in host if name == DEVICE],
+            node_port_addresses=node_port_addresses(host, sync_settings(config)),
+            node_port_range=config.node_port_range,
+            excluded=config.ipvs_exclude_cidrs,
+        )
+        owned = [DeleteService(s.key) for s in await ipvs.dump() if ownership.owns(s.key)]
+        result = await ipvs.apply(owned)
+        for _, error in result.failures:
+            log.error("cleanup: %s", error)
+        await NftFirewall().cleanup()
+        await addresses.remove_device()
+        log.info(
+            "cleanup removed %d virtual servers, the nftables table and %s", len(owned), DEVICE
+        )
+        return 0 if result.ok else 1
+    finally:
+        await addresses.close()
+        await ipvs.close()
+
+
+async def run(config: ProxyConfig) -> int:
+    """Run the proxy until cancelled (or, with `once`, until the first full sync is done)."""
+    if config.dry_run:
+        print(await dry_run(config), end="")
+        return 0
+    if config.cleanup:
+        return await cleanup(config)
+    prepare_kernel(config)
+    ipvs = await NetlinkIpvs.open()
+    timeouts = Timeouts(
+        int(config.ipvs_tcp_timeout), int(config.ipvs_tcpfin_timeout), int(config.ipvs_udp_timeout)
+    )
+    if timeouts != Timeouts():
+        await ipvs.set_timeouts(timeouts)
+    addresses = RtnlAddresses()
+    health = ProxyHealth(sync_period=config.ipvs_sync_period)
+    metrics = ProxyMetrics()
+    servers = _servers(config, health, metrics)
+    service_health = ServiceHealthServers(proxy_healthy=health.is_healthy)
+    try:
+        for server in servers:
+            await server.start()
+        async with _informers(config) as (informers, tracker):
+            informers.own_node.add_handler(_NodeEligibility(health))
+            syncer = Syncer(
+                ipvs=ipvs,
+                addresses=addresses,
+                firewall=NftFirewall(),
+                settings=sync_settings(config),
+                services=informers.services.store.values,
+                slices_of=lambda ref: tracker.slices_of(ref).values(),
+                own_node=lambda: _own_node(informers),
+            )
+            loop = _SyncLoop(syncer, tracker, health, metrics, service_health)
+            runner = BoundedFrequencyRunner(
+                loop.sync,
+                min_interval=config.ipvs_min_sync_period,
+                max_interval=config.ipvs_sync_period,
+            )
+
+            def changed() -> None:
+                health.queued()
+                metrics.sync_queued()
+                runner.request()
+
+            tracker.set_notify(changed)
+            async with asyncio.TaskGroup() as group:
+                watching = group.create_task(informers.run(), name="informers")
+                await informers.synced.wait()
+                log.info("informers synced; programming node %s", config.node_name)
+                if config.once:
+                    await loop.sync(False)
+                    watching.cancel()
+                    return 0
+                group.create_task(runner.loop(), name="sync loop")
+        return 0
+    finally:
+        await service_health.close()
+        for server in servers:
+            await server.stop()
+        await addresses.close()
+        await ipvs.close()
+
+
+def _servers(
+    config: ProxyConfig, health: ProxyHealth, metrics: ProxyMetrics
+) -> Sequence[AppServer]:
+    servers = []
+    healthz = parse_bind_address(config.healthz_bind_address, default_port=10256)
+    if healthz is not None:
+        servers.append(health_server(health, healthz, metrics=metrics))
+    metrics_address = parse_bind_address(config.metrics_bind_address, default_port=10249)
+    if metrics_address is not None:
+        servers.append(metrics_server(metrics, metrics_address))
+    return servers
+
+
+class _SyncLoop:
+    """One run of the runner: take the recorded work, sync, report to health and metrics."""
+
+    def __init__(
+        self,
+        syncer: Syncer,
+        tracker: ChangeTracker,
+        health: ProxyHealth,
+        metrics: ProxyMetrics,
+        service_health: ServiceHealthServers,
+    ) -> None:
+        self._syncer = syncer
+        self._tracker = tracker
+        self._health = health
+        self._metrics = metrics
+        self._service_health = service_health
+
+    async def sync(self, periodic: bool) -> None:
+        pending = self._tracker.take()
+        started_wall, started = time.time(), time.perf_counter()
+        try:
+            report = await self._syncer.sync(
+                full=pending.full or periodic, services=pending.services
+            )
+        except Exception:
+            self._tracker.give_back(pending)
+            self._metrics.sync_error("sync")
+            self._metrics.sync_finished(time.perf_counter() - started, ok=False)
+            raise
+        self._health.updated(started=started_wall)
+        self._metrics.sync_finished(time.perf_counter() - started, ok=not report.failures)
+        self._metrics.changes_seen(
+            services=pending.service_changes, endpoints=pending.endpoint_changes
+        )
+        self._metrics.changes_pending(services=0, endpoints=0)
+        for when in pending.trigger_times.values():
+            self._metrics.network_programming(max(0.0, time.time() - when))
+        for failure in report.failures:
+            self._metrics.sync_error("kernel")
+            log.debug("kernel failure recorded: %s", failure)
+        await self._service_health.sync(self._health_checks())
+        _log_report(report)
+
+    def _health_checks(self) -> dict[ServiceRef, tuple[int, int]]:
+        checks: dict[ServiceRef, tuple[int, int]] = {}
+        for ref, desired in self._syncer.programmed.items():
+            service = self._syncer.service(ref)
+            if service is None or not service.health_check_node_port:
+                continue
+            local = {
+                real.endpoint
+                for d in desired.virtual_servers
+                if d.kind is not VipKind.CLUSTER_IP and d.uses_local_endpoints
+                for real in d.real_servers
+            }
+            checks[ref] = (service.health_check_node_port, len(local))
+        return checks
+
+
+def _log_report(report: SyncReport) -> None:
+    level = logging.WARNING if report.failures else logging.DEBUG
+    log.log(
+        level,
+        "%s sync: %d services, %d kernel operations, %d refused",
+        "full" if report.full else "partial",
+        report.services,
+        report.operations,
+        len(report.failures),
+    )
