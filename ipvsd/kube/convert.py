@@ -448,7 +448,11 @@ def _is_address(text: Any) -> bool:
 
 
 def _endpoint(item: dict[str, Any], address: IPAddress, index: int) -> Endpoint:
-    """One endpoint, with the conditions' nil-means-true rules applied."""
+    """One endpoint, with the conditions' nil-means-true rules applied.
+
+    The hot loop of a sync (100,000 calls): type checks are inline and field paths are only
+    formatted once something is wrong.
+    """
     conditions = item.get("conditions")
     if conditions:
         if type(conditions) is not dict:
@@ -456,16 +460,24 @@ def _endpoint(item: dict[str, Any], address: IPAddress, index: int) -> Endpoint:
         ready = conditions.get("ready")
         serving = conditions.get("serving")
         terminating = conditions.get("terminating")
-        if not (_is_flag(ready) and _is_flag(serving) and _is_flag(terminating)):
+        if (
+            (ready is not None and type(ready) is not bool)
+            or (serving is not None and type(serving) is not bool)
+            or (terminating is not None and type(terminating) is not bool)
+        ):
             _check_conditions(conditions, index)
     else:
         ready = serving = terminating = None
     node_name = item.get("nodeName")
     if node_name is not None:
-        node_name = _intern(_string(node_name, f"endpoints[{index}].nodeName"))
+        if type(node_name) is not str:
+            _string(node_name, f"endpoints[{index}].nodeName")
+        node_name = _intern(node_name)
     zone = item.get("zone")
     if zone is not None:
-        zone = _intern(_string(zone, f"endpoints[{index}].zone"))
+        if type(zone) is not str:
+            _string(zone, f"endpoints[{index}].zone")
+        zone = _intern(zone)
     hints = item.get("hints")
     if hints:
         if type(hints) is not dict:
@@ -484,10 +496,6 @@ def _endpoint(item: dict[str, Any], address: IPAddress, index: int) -> Endpoint:
         zone_hints,
         node_hints,
     )
-
-
-def _is_flag(value: Any) -> bool:
-    return value is None or type(value) is bool
 
 
 def _check_conditions(conditions: dict[str, Any], index: int) -> None:
