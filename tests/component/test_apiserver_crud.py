@@ -157,6 +157,12 @@ async def test_bad_bodies_are_400_and_never_break_the_server(api: Api) -> None:
     )
     assert status == 400
     assert "do not match" in body["message"]
+    status, body = await api.post(SERVICES, {**service("typed"), "spec": {"externalIPs": 5}})
+    assert status == 400
+    assert body["message"] == (
+        'Service in version "v1" cannot be handled as a Service: json: cannot unmarshal number'
+        " into Go struct field ServiceSpec.spec.externalIPs of type []string"
+    )
     status, body = await api.get(SERVICES, limit="many")
     assert status == 400
     status, body = await api.get(SERVICES, watch="maybe")

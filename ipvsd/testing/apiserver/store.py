@@ -42,6 +42,7 @@ from ipvsd.testing.apiserver.resources import (
     by_kind,
     lookup,
 )
+from ipvsd.testing.apiserver.schema import decode
 from ipvsd.testing.apiserver.selectors import filter_for
 from ipvsd.testing.apiserver.storage import Storage, Stored
 
@@ -103,10 +104,9 @@ class Store:
                 f"the API version in the data ({version}) and kind ({kind}) do not match the"
                 f" endpoint ({resource.api_version}, {resource.kind})"
             )
+        document = decode(resource, document)
         document["kind"], document["apiVersion"] = resource.kind, resource.api_version
-        metadata = document.setdefault("metadata", {})
-        if not isinstance(metadata, dict):
-            raise api.bad_request("metadata must be an object")
+        document.setdefault("metadata", {})
         return document
 
     def _place(self, resource: ResourceType, namespace: str | None, metadata: Document) -> str:
