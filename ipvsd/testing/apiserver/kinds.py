@@ -63,9 +63,7 @@ class NamespaceStrategy(Strategy):
         return []
 
 
-def _ip_problem(address: object, family: str) -> str | None:
-    if not isinstance(address, str):
-        return "must be a valid IP address"
+def _ip_problem(address: str, family: str) -> str | None:
     try:
         parsed = ip_address(address)
     except ValueError:
@@ -76,8 +74,13 @@ def _ip_problem(address: object, family: str) -> str | None:
     return None
 
 
+def _too_many(path: str, limit: int) -> FieldError:
+    return FieldError("FieldValueTooMany", path, f"must have at most {limit} items")
+
+
 class EndpointSliceStrategy(Strategy):
-    """EndpointSlice defaults (port protocol TCP, port name "") and the API server's checks."""
+    """EndpointSlice defaults (port protocol TCP, port name "") and the API server's checks.
+    Field types were checked when the body was decoded (`schema.py`)."""
 
     def prepare_create(self, document: Document) -> list[FieldError]:
         errors: list[FieldError] = []
@@ -88,18 +91,12 @@ class EndpointSliceStrategy(Strategy):
             errors.append(
                 FieldError.not_supported("addressType", address_type, ["FQDN", "IPv4", "IPv6"])
             )
-        endpoints = document.get("endpoints")
-        if endpoints is None:
-            document["endpoints"] = endpoints = []
-        if not isinstance(endpoints, list):
-            return [*errors, FieldError.invalid("endpoints", endpoints, "must be a list")]
+        endpoints = document.setdefault("endpoints", [])
         if len(endpoints) > 1000:
-            errors.append(
-                FieldError("FieldValueTooMany", "endpoints", "must have at most 1000 items")
-            )
+            errors.append(_too_many("endpoints", 1000))
         for index, endpoint in enumerate(endpoints):
             errors += _endpoint_errors(endpoint, f"endpoints[{index}]", address_type)
-        errors += _slice_port_errors(document)
+        errors += _slice_port_errors(document.get("ports") or [])
         return errors
 
     def prepare_update(self, document: Document, old: Document) -> list[FieldError]:
@@ -111,82 +108,46 @@ class EndpointSliceStrategy(Strategy):
         return errors
 
 
-def _endpoint_errors(endpoint: object, path: str, address_type: object) -> list[FieldError]:
-    if not isinstance(endpoint, dict):
-        return [FieldError.invalid(path, endpoint, "must be an object")]
+def _endpoint_errors(endpoint: Document, path: str, address_type: object) -> list[FieldError]:
     errors: list[FieldError] = []
-    addresses = endpoint.get("addresses")
-    if not isinstance(addresses, list) or not addresses:
+    addresses = endpoint.get("addresses") or []
+    if not addresses:
         errors.append(FieldError.required(f"{path}.addresses", "must contain at least 1 address"))
     elif len(addresses) > 100:
-        errors.append(FieldError("FieldValueTooMany", f"{path}.addresses", "must have at most 100"))
+        errors.append(_too_many(f"{path}.addresses", 100))
     elif address_type in ("IPv4", "IPv6"):
         for index, address in enumerate(addresses):
             if problem := _ip_problem(address, str(address_type)):
                 errors.append(FieldError.invalid(f"{path}.addresses[{index}]", address, problem))
-    conditions = endpoint.get("conditions", {})
-    if not isinstance(conditions, dict):
-        errors.append(FieldError.invalid(f"{path}.conditions", conditions, "must be an object"))
-    else:
-        for condition in ("ready", "serving", "terminating"):
-            value = conditions.get(condition)
-            if value is not None and not isinstance(value, bool):
-                errors.append(
-                    FieldError.invalid(f"{path}.conditions.{condition}", value, "must be a boolean")
-                )
     node_name = endpoint.get("nodeName")
-    if node_name is not None and (
-        not isinstance(node_name, str) or name_problem("dns1123-subdomain", node_name)
-    ):
+    if node_name is not None and name_problem("dns1123-subdomain", node_name):
         errors.append(FieldError.invalid(f"{path}.nodeName", node_name, "must be a node name"))
-    errors += _hint_errors(endpoint.get("hints"), f"{path}.hints")
-    return errors
-
-
-def _hint_errors(hints: object, path: str) -> list[FieldError]:
-    if hints is None:
-        return []
-    if not isinstance(hints, dict):
-        return [FieldError.invalid(path, hints, "must be an object")]
-    errors = []
     for field in ("forZones", "forNodes"):
-        entries = hints.get(field) or []
-        if not isinstance(entries, list) or len(entries) > 8:
-            errors.append(FieldError("FieldValueTooMany", f"{path}.{field}", "must have at most 8"))
-            continue
+        entries = (endpoint.get("hints") or {}).get(field) or []
+        if len(entries) > 8:
+            errors.append(_too_many(f"{path}.hints.{field}", 8))
         for index, entry in enumerate(entries):
-            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-                errors.append(FieldError.required(f"{path}.{field}[{index}].name"))
+            if not entry.get("name"):
+                errors.append(FieldError.required(f"{path}.hints.{field}[{index}].name"))
     return errors
 
 
-def _slice_port_errors(document: Document) -> list[FieldError]:
-    ports = document.get("ports")
-    if ports is None:
-        return []
-    if not isinstance(ports, list):
-        return [FieldError.invalid("ports", ports, "must be a list")]
+def _slice_port_errors(ports: list[Document]) -> list[FieldError]:
     errors: list[FieldError] = []
     if len(ports) > 100:
-        errors.append(FieldError("FieldValueTooMany", "ports", "must have at most 100 items"))
+        errors.append(_too_many("ports", 100))
     names: set[str] = set()
     for index, port in enumerate(ports):
         path = f"ports[{index}]"
-        if not isinstance(port, dict):
-            errors.append(FieldError.invalid(path, port, "must be an object"))
-            continue
-        port.setdefault("name", "")
-        port.setdefault("protocol", "TCP")
-        name = port["name"]
+        name = port.setdefault("name", "")
+        protocol = port.setdefault("protocol", "TCP")
         if name in names:
             errors.append(FieldError.duplicate(f"{path}.name", name))
         names.add(name)
-        if port["protocol"] not in PROTOCOLS:
-            errors.append(FieldError.not_supported(f"{path}.protocol", port["protocol"], PROTOCOLS))
+        if protocol not in PROTOCOLS:
+            errors.append(FieldError.not_supported(f"{path}.protocol", protocol, PROTOCOLS))
         number = port.get("port")
-        if number is not None and (
-            not isinstance(number, int) or isinstance(number, bool) or not 0 <= number <= 65535
-        ):
+        if number is not None and not 0 <= number <= 65535:
             errors.append(
                 FieldError.invalid(f"{path}.port", number, "must be between 0 and 65535, inclusive")
             )

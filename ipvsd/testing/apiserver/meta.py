@@ -2,7 +2,8 @@
 
 Clients may not set system fields (uid, creationTimestamp, deletionTimestamp, resourceVersion on
 create); the server fills or keeps them. Validation here produces field errors that the store
-turns into one 422 Invalid, as the API server does.
+turns into one 422 Invalid, as the API server does; field types were already checked when the
+body was decoded (`schema.py`).
 """
 
 from __future__ import annotations
@@ -67,34 +68,24 @@ def generated_name(prefix: str) -> str:
     return prefix + "".join(secrets.choice(_GENERATE_ALPHABET) for _ in range(5))
 
 
-def validate_labels(labels: object, path: str) -> list[FieldError]:
-    if labels is None:
-        return []
-    if not isinstance(labels, dict):
-        return [FieldError.invalid(path, labels, "must be a map of string keys to string values")]
+def validate_labels(labels: dict[str, str] | None, path: str) -> list[FieldError]:
     errors = []
-    for key, value in labels.items():
+    for key, value in (labels or {}).items():
         problem = label_key_problem(key)
         if problem:
             errors.append(FieldError.invalid(path, key, problem))
-        elif not isinstance(value, str) or (problem := label_value_problem(value)):
-            errors.append(FieldError.invalid(f"{path}", value, problem or "must be a string"))
+        elif problem := label_value_problem(value):
+            errors.append(FieldError.invalid(path, value, problem))
     return errors
 
 
-def validate_annotations(annotations: object, path: str) -> list[FieldError]:
-    if annotations is None:
-        return []
-    if not isinstance(annotations, dict) or not all(
-        isinstance(v, str) for v in annotations.values()
-    ):
-        return [FieldError.invalid(path, annotations, "must be a map of string keys to strings")]
+def validate_annotations(annotations: dict[str, str] | None, path: str) -> list[FieldError]:
     errors = []
-    for key in annotations:
+    for key in annotations or {}:
         problem = label_key_problem(key.lower())
         if problem:
             errors.append(FieldError.invalid(path, key, problem))
-    if sum(len(k) + len(v) for k, v in annotations.items()) > _ANNOTATIONS_LIMIT:
+    if sum(len(k) + len(v) for k, v in (annotations or {}).items()) > _ANNOTATIONS_LIMIT:
         errors.append(FieldError("FieldValueTooMany", path, "must have at most 262144 bytes"))
     return errors
 
@@ -102,17 +93,12 @@ def validate_annotations(annotations: object, path: str) -> list[FieldError]:
 def validate_metadata(metadata: dict[str, Any], rule: NameRule) -> list[FieldError]:
     errors: list[FieldError] = []
     name = metadata.get("name")
-    if not isinstance(name, str) or not name:
+    if not name:
         errors.append(FieldError.required("metadata.name", "name or generateName is required"))
     elif problem := name_problem(rule, name):
         errors.append(FieldError.invalid("metadata.name", name, problem))
     errors += validate_labels(metadata.get("labels"), "metadata.labels")
     errors += validate_annotations(metadata.get("annotations"), "metadata.annotations")
-    finalizers = metadata.get("finalizers")
-    if finalizers is not None and (
-        not isinstance(finalizers, list) or not all(isinstance(f, str) for f in finalizers)
-    ):
-        errors.append(FieldError.invalid("metadata.finalizers", finalizers, "must be strings"))
     return errors
 
 

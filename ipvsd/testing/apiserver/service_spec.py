@@ -18,7 +18,7 @@ from ipvsd.testing.apiserver.errors import FieldError
 from ipvsd.testing.apiserver.kinds import PROTOCOLS
 from ipvsd.testing.apiserver.meta import name_problem, validate_labels
 
-Spec = dict[str, Any]
+Spec = dict[str, Any]  # field types already checked when the body was decoded (schema.py)
 SERVICE_TYPES = ["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"]
 IP_FAMILY_POLICIES = ["PreferDualStack", "RequireDualStack", "SingleStack"]
 TRAFFIC_DISTRIBUTIONS = ["PreferClose", "PreferSameNode", "PreferSameZone"]
@@ -56,8 +56,7 @@ def is_headless(spec: Spec) -> bool:
 
 
 def _ports(spec: Spec) -> list[dict[str, Any]]:
-    ports = spec.get("ports")
-    return [p for p in ports if isinstance(p, dict)] if isinstance(ports, list) else []
+    return list(spec.get("ports") or [])
 
 
 def apply_defaults(spec: Spec) -> None:
@@ -166,19 +165,12 @@ def _target_port_errors(value: object, path: str) -> list[FieldError]:
 
 
 def _port_errors(spec: Spec) -> list[FieldError]:
-    ports = spec.get("ports")
-    if ports is None:
-        return []
-    if not isinstance(ports, list):
-        return [FieldError.invalid("spec.ports", ports, "must be a list")]
     errors: list[FieldError] = []
     names: set[str] = set()
     seen: set[tuple[object, object]] = set()
+    ports = _ports(spec)
     for index, port in enumerate(ports):
         path = f"spec.ports[{index}]"
-        if not isinstance(port, dict):
-            errors.append(FieldError.invalid(path, port, "must be an object"))
-            continue
         name = port.get("name") or ""
         if len(ports) > 1 and not name:
             errors.append(FieldError.required(f"{path}.name"))

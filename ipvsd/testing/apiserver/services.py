@@ -32,9 +32,7 @@ def held_ips(spec: Spec) -> list[str]:
 
 
 def held_ports(spec: Spec) -> set[int]:
-    ports = {
-        p["nodePort"] for p in spec.get("ports") or [] if isinstance(p, dict) and p.get("nodePort")
-    }
+    ports = {p["nodePort"] for p in spec.get("ports") or [] if p.get("nodePort")}
     if spec.get("healthCheckNodePort"):
         ports.add(spec["healthCheckNodePort"])
     return ports
@@ -78,11 +76,7 @@ class ServiceStrategy(Strategy):
         return self._prepare(document, old.get("spec") or {})
 
     def _prepare(self, document: Document, old: Spec | None) -> list[FieldError]:
-        spec = document.get("spec")
-        if spec is None:
-            spec = document["spec"] = {}
-        if not isinstance(spec, dict):
-            return [FieldError.invalid("spec", spec, "must be an object")]
+        spec = document.setdefault("spec", {})
         if old is not None:
             rules.drop_type_dependent_fields(spec, old)
             rules.carry_over_allocations(spec, old)
