@@ -92,14 +92,25 @@ class Event:
 
 @dataclass(eq=False)
 class Subscription:
-    """One watcher's inbox: events are appended as they commit, in commit order."""
+    """One watcher's inbox: events are appended as they commit, in commit order.
+
+    A watcher that falls `limit` events behind is ended, as the API server ends watchers
+    whose buffer overflows; the client resumes from the last version it saw (or relists).
+    """
 
     resource: ResourceType
     pending: deque[Event] = field(default_factory=deque)
     closing: str | None = None  # "abort" or "end" once the watch must stop
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    limit: int = 100_000
 
     def offer(self, event: Event) -> None:
+        if self.closing is not None:
+            return
+        if len(self.pending) >= self.limit:
+            self.pending.clear()
+            self.close("end")
+            return
         self.pending.append(event)
         self.ready.set()
 
