@@ -331,3 +331,18 @@ async def test_large_lists_are_streamed_intact(server: ApiServer, api: Api) -> N
     assert int(headers["Content-Length"]) > 1 << 20
     names = [item["metadata"]["name"] for item in listed["items"]]
     assert len([name for name in names if name.startswith("big-")]) == 300
+
+
+async def test_watch_one_node_by_field_selector(api: Api) -> None:
+    _, listed = await api.get("/api/v1/nodes")
+    async with api.stream(
+        "/api/v1/nodes",
+        resourceVersion=listed["metadata"]["resourceVersion"],
+        fieldSelector="metadata.name=mine",
+    ) as stream:
+        for name in ("other", "mine"):
+            await api.post(
+                "/api/v1/nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}}
+            )
+        event = await next_event(stream)
+        assert (event["type"], event["object"]["metadata"]["name"]) == ("ADDED", "mine")
