@@ -282,6 +282,8 @@ class _SyncLoop:
         for failure in report.failures:
             self._metrics.sync_error("kernel")
             log.debug("kernel failure recorded: %s", failure)
+        if report.full:
+            self._metrics.set_ipvs_snapshot(self._syncer.traffic())
         await self._service_health.sync(self._health_checks())
         _log_report(report)
 

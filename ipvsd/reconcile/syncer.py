@@ -29,9 +29,11 @@ from ipvsd.model.ipvs import (
     DeleteService,
     Family,
     IPAddress,
+    ObservedVirtualServer,
     Operation,
     RealServer,
     ServiceKey,
+    Stats,
     VirtualServer,
 )
 from ipvsd.model.node import Node
@@ -101,12 +103,26 @@ class Syncer:
         self.programmed: dict[ServiceRef, DesiredService] = {}
         self._services_by_ref: dict[ServiceRef, Service] = {}
         self._drains: dict[tuple[ServiceKey, Endpoint], float] = {}
+        self.last_dump: list[ObservedVirtualServer] = []  # from the latest full sync
 
     # --- planning -----------------------------------------------------------------------------
 
     def node_context(self, host: list[tuple[IPAddress, str]]) -> NodeContext:
         """This node as the planner sees it, given the host's (address, interface) pairs."""
         return node_context(host, self.settings, self._own_node())
+
+    def traffic(self) -> dict[ServiceKey, tuple[ServiceRef, str, Stats]]:
+        """Counters of every programmed virtual server from the latest full sync's dump."""
+        owners = {
+            d.server.key: (ref, d.port.name)
+            for ref, desired in self.programmed.items()
+            for d in desired.virtual_servers
+        }
+        return {
+            entry.key: (*owners[entry.key], entry.stats)
+            for entry in self.last_dump
+            if entry.key in owners
+        }
 
     def service(self, ref: ServiceRef) -> Service | None:
         """The Service as last synced (None once it is gone)."""
@@ -141,6 +157,7 @@ class Syncer:
             excluded=self.settings.exclude_cidrs,
         )
         observed = await self._ipvs.dump()
+        self.last_dump = observed
         self._drains = {k: v for k, v in self._drains.items() if k[0] in table}
         ops = diff_tables(table, observed, owns=ownership.owns, drain_expired=self._drain_expired)
         failures = await self._apply(ops)

@@ -200,3 +200,16 @@ async def test_node_port_addresses_exclude_loopback_and_honour_the_cidr_filter(
     assert syncer.node_context(host).node_port_addresses == (parse_address("10.0.0.5"), NODE_IP)
     syncer.settings = replace(syncer.settings, node_port_cidrs=(ip_network("192.168.0.0/16"),))
     assert syncer.node_context(host).node_port_addresses == (NODE_IP,)
+
+
+async def test_traffic_counters_of_programmed_servers_come_from_the_full_sync_dump(
+    syncer: Syncer, kernel: FakeIpvs, cluster: Cluster
+) -> None:
+    web = cluster.add("web", "10.96.0.10", "10.244.1.5")
+    await syncer.sync(full=True)
+    key = ServiceKey.tcp("10.96.0.10", 80)
+    kernel.add_traffic(key, parse_address("10.244.1.5"), 8080, connections=3)
+    await syncer.sync(full=True)
+    ref, port, stats = syncer.traffic()[key]
+    assert (ref, port) == (web, "http")
+    assert stats.connections == 3
