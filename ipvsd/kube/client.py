@@ -5,9 +5,10 @@ resourceVersion logic (that is `watch`'s job). Failures become two exception typ
 loop can act on: `ApiError` (the server answered with an error status, usually a `Status`
 body) and `ApiUnreachable` (no answer: refused, reset, timed out, TLS failure).
 
-Watch streams are split into lines here, from raw chunks, instead of with aiohttp's
-`readline()`: that one raises once a line exceeds its 128 KiB buffer limit, and one watch event
-for an EndpointSlice with 1,000 endpoints (or a Service with a large annotation) is bigger.
+Watch streams are split into lines here (`LineStream`), from raw chunks, instead of with
+aiohttp's `readline()`: that one raises once a line exceeds its 128 KiB buffer limit, and one
+watch event for an EndpointSlice with 1,000 endpoints (or a Service with a large annotation)
+is bigger.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -115,13 +117,14 @@ class ApiClient:
             raise ApiError(500, "InvalidResponse", "response body is not a JSON object")
         return value
 
-    async def stream_lines(
+    @asynccontextmanager
+    async def stream(
         self, path: str, params: Mapping[str, str], *, read_timeout: float
-    ) -> AsyncGenerator[tuple[bytes, float], None]:
-        """Each line of a streamed response with the clock reading when its last byte arrived.
+    ) -> AsyncGenerator[LineStream, None]:
+        """A streamed response (a watch) read as lines; leaving the block drops the connection.
 
-        An async generator: close it (`contextlib.aclosing`) to drop the connection early.
         `read_timeout` bounds the silence between chunks, so a dead connection is noticed.
+        Transport failures, also those met while iterating, leave as `ApiUnreachable`.
         """
         timeout = aiohttp.ClientTimeout(
             total=None, connect=self._connect_timeout, sock_read=read_timeout
@@ -129,39 +132,9 @@ class ApiClient:
         try:
             async with self._request(path, params, timeout) as response:
                 await _raise_for_status(response)
-                async for line in self._split_lines(response.content):
-                    yield line
+                yield LineStream(response, clock=self._clock, max_line=self._max_line)
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
             raise ApiUnreachable(_describe_failure(error)) from error
-
-    async def _split_lines(
-        self, content: aiohttp.StreamReader
-    ) -> AsyncGenerator[tuple[bytes, float], None]:
-        clock, max_line = self._clock, self._max_line
-        parts: list[bytes] = []  # the unfinished line, joined once (linear in its length)
-        pending = 0
-        async for chunk in content.iter_any():
-            received = clock()
-            start = 0
-            while (end := chunk.find(b"\n", start)) >= 0:
-                if parts:
-                    parts.append(chunk[start:end])
-                    line = b"".join(parts)
-                    parts.clear()
-                    pending = 0
-                else:
-                    line = chunk[start:end]
-                start = end + 1
-                if line.strip():
-                    yield line, received
-            if start < len(chunk):
-                parts.append(chunk[start:])
-                pending += len(chunk) - start
-                if pending > max_line:
-                    raise ApiError(500, "LineTooLong", f"a streamed line exceeds {max_line} bytes")
-        line = b"".join(parts)
-        if line.strip():
-            yield line, clock()
 
     @asynccontextmanager
     async def _request(
@@ -216,6 +189,73 @@ class ApiClient:
             server_hostname=transport.server_hostname,
             proxy=transport.proxy,
         )
+
+
+class LineStream:
+    """The lines of one streamed response, each with the clock reading when its last byte
+    arrived (the start of an event's latency). `abort()` drops the connection from anywhere,
+    e.g. a timer, which ends the iteration without cancelling whoever is iterating.
+
+    A class rather than an async generator: it needs no closing, and one `readany()` chunk
+    usually carries many lines, handed out without another trip through the event loop.
+    """
+
+    def __init__(self, response: aiohttp.ClientResponse, *, clock: Clock, max_line: int) -> None:
+        self._response = response
+        self._content = response.content
+        self._clock = clock
+        self._max_line = max_line
+        self._ready: deque[tuple[bytes, float]] = deque()
+        self._parts: list[bytes] = []  # the unfinished line, joined once (linear in its length)
+        self._pending = 0
+        self._eof = False
+
+    def abort(self) -> None:
+        self._response.close()
+
+    def __aiter__(self) -> LineStream:
+        return self
+
+    async def __anext__(self) -> tuple[bytes, float]:
+        ready = self._ready
+        while not ready:
+            if self._eof:
+                raise StopAsyncIteration
+            chunk = await self._content.readany()
+            if chunk:
+                self._split(chunk, self._clock())
+            else:
+                self._eof = True
+                self._finish(b"".join(self._parts))
+        return ready.popleft()
+
+    def _split(self, chunk: bytes, received: float) -> None:
+        parts, ready = self._parts, self._ready
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            if parts:
+                parts.append(chunk[start:end])
+                line = b"".join(parts)
+                parts.clear()
+                self._pending = 0
+            else:
+                line = chunk[start:end]
+            start = end + 1
+            if line.strip():
+                ready.append((line, received))
+        if start < len(chunk):
+            parts.append(chunk[start:])
+            self._pending += len(chunk) - start
+            if self._pending > self._max_line:
+                raise ApiError(
+                    500, "LineTooLong", f"a streamed line exceeds {self._max_line} bytes"
+                )
+
+    def _finish(self, line: bytes) -> None:
+        """A last line without a newline still counts."""
+        self._parts.clear()
+        if line.strip():
+            self._ready.append((line, self._clock()))
 
 
 async def _raise_for_status(response: aiohttp.ClientResponse) -> None:

@@ -181,6 +181,15 @@ def _metadata(raw: Any) -> dict[str, Any]:
 
 def object_key(raw: Any, *, namespaced: bool) -> str:
     """`namespace/name` (or `name` for cluster-scoped kinds): the store key of an object."""
+    metadata = raw.get("metadata") if type(raw) is dict else None
+    if type(metadata) is dict:  # the usual shape, checked inline: this runs for every event
+        name = metadata.get("name")
+        if type(name) is str and name:
+            if not namespaced:
+                return name
+            namespace = metadata.get("namespace")
+            if type(namespace) is str and namespace:
+                return f"{namespace}/{name}"
     meta = _metadata(raw)
     name = _required_string(meta, "name", "metadata.name")
     if not namespaced:

@@ -23,7 +23,7 @@ import enum
 import logging
 import random as _random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -126,8 +126,49 @@ WatchEvent = SnapshotStarted | SnapshotItem | SnapshotEnded | Change | Progress
 _CHANGE_TYPES: frozenset[str] = frozenset({"ADDED", "MODIFIED", "DELETED"})
 
 
+_PREFETCH_STRIDE = 64  # items handed out between chances for the next page to make progress
+
+
+def _consume_outcome(task: asyncio.Task[Any]) -> None:
+    """A prefetch abandoned with its page (the snapshot was closed) must not log as unhandled."""
+    if not task.cancelled():
+        task.exception()
+
+
 class _StreamingUnsupported(Exception):
     """The server rejected a streaming list or answered it in a way that is not one."""
+
+
+class _SilenceWatchdog:
+    """Drops a streaming list that has gone quiet before its end marker (a server that ignores
+    `sendInitialEvents` just keeps the watch open). Checks every `idle` seconds whether
+    `lines` moved, so a line costs one attribute store instead of a timer reschedule, and it
+    aborts the connection rather than cancelling a task that may be busy elsewhere.
+    """
+
+    def __init__(self, abort: Callable[[], None], idle: float) -> None:
+        self.lines = 0
+        self.fired = False
+        self.reason = f"no end of initial events after {idle:g} s of silence"
+        self._abort = abort
+        self._idle = idle
+        self._seen = 0
+        self._loop = asyncio.get_running_loop()
+        self._handle: asyncio.TimerHandle | None = self._loop.call_later(idle, self._check)
+
+    def _check(self) -> None:
+        if self.lines == self._seen:
+            self.fired = True
+            self._handle = None
+            self._abort()
+            return
+        self._seen = self.lines
+        self._handle = self._loop.call_later(self._idle, self._check)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 class ResourceWatch:
@@ -197,19 +238,35 @@ class ResourceWatch:
                 yield event
 
     async def _list(self) -> AsyncGenerator[WatchEvent, None]:
-        """A paginated list: pages keep the decoded JSON in memory small."""
+        """A paginated list: pages keep the decoded JSON in memory small.
+
+        The next page is requested before this one is handed out, and the loop is given a
+        chance to run every few items, so the server prepares it while this one is converted.
+        """
         params = self._selection.params()
         params["limit"] = str(self._settings.page_size)
         yield SnapshotStarted()
+        page = await self._client.get_json(self._resource.path, params)
         while True:
-            page = await self._client.get_json(self._resource.path, params)
-            for obj in page.get("items") or ():
-                yield SnapshotItem(obj)
             metadata = page.get("metadata") or {}
             token = metadata.get("continue")
-            if not token:
+            following: asyncio.Task[dict[str, Any]] | None = None
+            if token:
+                params = {**params, "continue": token}
+                following = asyncio.create_task(self._client.get_json(self._resource.path, params))
+                following.add_done_callback(_consume_outcome)
+            try:
+                for count, obj in enumerate(page.get("items") or ()):
+                    yield SnapshotItem(obj)
+                    if following is not None and count % _PREFETCH_STRIDE == 0:
+                        await asyncio.sleep(0)
+            except BaseException:
+                if following is not None:
+                    following.cancel()
+                raise
+            if following is None:
                 break
-            params["continue"] = token
+            page = await following
         version = str(metadata.get("resourceVersion") or "")
         self._succeeded()
         self.resource_version = version
@@ -231,46 +288,41 @@ class ResourceWatch:
         lines = 0
         if initial_events:
             yield SnapshotStarted()
-        stream = self._client.stream_lines(self._resource.path, params, read_timeout=timeout + 30.0)
+        watchdog: _SilenceWatchdog | None = None
         try:
-            async with aclosing(stream) as stream_lines:
-                while (item := await self._next_line(stream_lines, initial_events)) is not None:
+            async with self._client.stream(
+                self._resource.path, params, read_timeout=timeout + 30.0
+            ) as stream:
+                if initial_events:
+                    watchdog = _SilenceWatchdog(stream.abort, self._settings.initial_events_idle)
+                async for line, received in stream:
                     lines += 1
-                    result = self._apply(self._decode(item[0]), item[1], initial_events)
+                    if watchdog is not None:
+                        watchdog.lines = lines
+                    result = self._apply(self._decode(line), received, initial_events)
                     if isinstance(result, SnapshotEnded):
                         initial_events = False
+                        if watchdog is not None:
+                            watchdog.stop()
                         self._succeeded()
                     elif lines == 1 and not initial_events:
                         self._succeeded()
                     if result is not None:
                         yield result
-        except ApiError as error:
-            if initial_events and error.code in (400, 422, 501):
+        except (ApiError, ApiUnreachable) as error:
+            if watchdog is not None and watchdog.fired:
+                raise _StreamingUnsupported(watchdog.reason) from None
+            if initial_events and isinstance(error, ApiError) and error.code in (400, 422, 501):
                 raise _StreamingUnsupported(str(error)) from error
             raise
+        finally:
+            if watchdog is not None:
+                watchdog.stop()
         if initial_events:
-            raise _StreamingUnsupported("the stream ended before its initial events did")
+            reason = watchdog.reason if watchdog is not None and watchdog.fired else None
+            raise _StreamingUnsupported(reason or "the stream ended before its initial events did")
         if lines == 0 and self._clock() - started < self._settings.quick_close:
             raise ApiUnreachable("the watch closed at once without an event")
-
-    async def _next_line(
-        self, lines: AsyncIterator[tuple[bytes, float]], initial_events: bool
-    ) -> tuple[bytes, float] | None:
-        """The next line; while initial events are due, silence means the server cannot stream.
-
-        The timeout wraps only this read, never a `yield`: a timeout spanning a yield would
-        cancel whatever the consumer happens to be awaiting.
-        """
-        if not initial_events:
-            return await anext(lines, None)
-        idle = self._settings.initial_events_idle
-        try:
-            async with asyncio.timeout(idle):
-                return await anext(lines, None)
-        except TimeoutError:
-            raise _StreamingUnsupported(
-                f"no end of initial events after {idle:g} s of silence"
-            ) from None
 
     def _decode(self, line: bytes) -> dict[str, Any]:
         try:

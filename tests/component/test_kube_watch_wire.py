@@ -145,6 +145,20 @@ async def test_list_paginates_then_watches_from_the_list_version() -> None:
     assert sleep.delays == []
 
 
+async def test_closing_during_a_page_drops_the_prefetched_next_one_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with watching(
+        service_list("", service("a", "3"), service("b", "4"), token="page-2"),
+        service_list("10", service("c", "7")),
+    ) as (watch, _sleep, _queries):
+        events = await take(watch, 2)
+        await asyncio.sleep(0.05)
+
+    assert shape(events) == ["started", "item:a"]
+    assert "never retrieved" not in caplog.text
+
+
 async def test_bookmarks_advance_the_version_a_dropped_watch_resumes_from() -> None:
     async with watching(
         service_list("10"),
