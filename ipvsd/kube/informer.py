@@ -3,9 +3,10 @@
 An `Informer` merges the watches of several selections of one resource (ipvsd needs two per
 resource, see `resources`) into one store keyed `namespace/name`. Each watch keeps its own
 claims (key → version and value); the store holds, per key, the claim with the newest
-resourceVersion. An object whose labels move it from one selection to the other therefore ends
-up stored whichever stream reports first: an ADDED in the new stream before the DELETED in the
-old one changes nothing; the other order deletes and re-adds it.
+resourceVersion. An object whose labels move it from one selection to the other therefore stays
+stored whichever stream reports first: an ADDED in the new stream before the DELETED in the old
+one changes nothing, and a DELETED first waits (bounded by `move_grace`) until the other watch
+has caught up with its version, so the move is silent in that order too.
 
 Handlers hear about a key only when its *converted* value changes (add, update with old and
 new, delete), so resourceVersion bumps, heartbeats and unrelated annotations cost nothing
