@@ -12,7 +12,7 @@ from collections import Counter
 
 from ipvsd.dataplane.ipvs_netlink import NetlinkIpvs
 from ipvsd.model.ipvs import AddRealServer, AddService, RealServer, ServiceKey, VirtualServer
-from ipvsd.testing.netns import bind_vip, http_get, lab
+from ipvsd.testing.netns import http_get, lab
 
 VIP, PORT, REQUESTS = "10.96.0.10", 80, 20
 
@@ -26,7 +26,7 @@ def main() -> int:
         net.add_namespace("client")
         for name, address in zip(("pod-a", "pod-b"), backends, strict=True):
             net.serve(name, address, 5678)
-        bind_vip(VIP)
+        net.bind_vip(VIP)
         ops = [AddService(VirtualServer(key, "rr"))]
         ops += [AddRealServer(key, RealServer.of(address, 5678)) for address in backends]
         ipvs.apply_sync(ops).raise_first()

@@ -95,6 +95,7 @@ class Lab:
 
     namespaces: list[str] = field(default_factory=list)
     servers: list[ThreadingHTTPServer] = field(default_factory=list)
+    devices: list[str] = field(default_factory=list)
 
     def add_namespace(self, name: str) -> str:
         """Create namespace `name` linked to the root namespace; return its address."""
@@ -119,7 +120,18 @@ class Lab:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         self.servers.append(server)
 
+    def bind_vip(self, address: str, device: str = "ipvs-test0") -> None:
+        """Put `address` on a dummy interface (removed by `close`) so the root namespace
+        accepts traffic for it."""
+        if device not in self.devices:
+            sh("ip", "link", "add", device, "type", "dummy")
+            self.devices.append(device)
+        sh("ip", "addr", "replace", f"{address}/32", "dev", device)
+
     def close(self) -> None:
+        for device in self.devices:
+            sh("ip", "link", "del", device, check=False)
+        self.devices.clear()
         for server in self.servers:
             server.shutdown()
             server.server_close()
@@ -139,10 +151,3 @@ def lab() -> Iterator[Lab]:
         yield created
     finally:
         created.close()
-
-
-def bind_vip(address: str, device: str = "ipvs-test0") -> None:
-    """Put `address` on a dummy interface so the root namespace accepts traffic for it."""
-    if not sh("ip", "link", "show", device, check=False):
-        sh("ip", "link", "add", device, "type", "dummy")
-    sh("ip", "addr", "replace", f"{address}/32", "dev", device)

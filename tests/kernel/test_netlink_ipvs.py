@@ -25,7 +25,7 @@ from ipvsd.model.ipvs import (
     ServiceKey,
     VirtualServer,
 )
-from ipvsd.testing.netns import bind_vip, http_get, lab
+from ipvsd.testing.netns import http_get, lab
 
 pytestmark = pytest.mark.kernel
 
@@ -112,7 +112,7 @@ async def test_dump_reports_connections_packets_and_bytes_of_real_traffic(
         backend = net.add_namespace("backend")
         net.add_namespace("client")
         net.serve("backend", backend, 8080)
-        bind_vip(vip)
+        net.bind_vip(vip)
         dest = RealServer.of(backend, 8080)
         ops = [AddService(VirtualServer(key, "rr")), AddRealServer(key, dest)]
         (await ipvs.apply(ops)).raise_first()
