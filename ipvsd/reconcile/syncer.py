@@ -6,9 +6,9 @@ run or from kube-proxy is corrected and every attribute is reset (a restart neve
 servers stuck at weight 0). A *partial* sync plans only the changed Services and reads only
 their virtual servers: one Service's change touches only that Service's kernel objects.
 
-Order: VIPs are bound before virtual servers need them, IPVS is changed, the firewall sets are
-updated, and addresses nothing needs any more are unbound last. Kernel refusals are logged per
-object and counted; they never stop the sync nor affect other Services.
+Order: VIPs are bound and the firewall sets updated before virtual servers need them, then
+IPVS is changed, and addresses nothing needs any more are unbound last. Kernel refusals are
+logged per object and counted; they never stop the sync nor affect other Services.
 """
 
 from __future__ import annotations
@@ -160,10 +160,10 @@ class Syncer:
         self.last_dump = observed
         self._drains = {k: v for k, v in self._drains.items() if k[0] in table}
         ops = diff_tables(table, observed, owns=ownership.owns, drain_expired=self._drain_expired)
+        await self._update_firewall(planned, current)  # masquerade ready before traffic flows
         failures = await self._apply(ops)
         self.programmed = planned
         self._services_by_ref = current
-        await self._update_firewall()
         await self._addresses.unbind(bound_before - wanted)
         return self._report(True, planned, ops, failures)
 
@@ -183,14 +183,12 @@ class Syncer:
         ops: list[Operation] = []
         for ref in sorted(refs):
             ops.extend(await self._service_ops(self.programmed.get(ref), planned.get(ref)))
+        current = {r: s for r, s in self._services_by_ref.items() if r not in refs}
+        current.update(services)
+        await self._update_firewall(planned, current)  # masquerade ready before traffic flows
         failures = await self._apply(ops)
         self.programmed = planned
-        for ref in refs:
-            if ref in services:
-                self._services_by_ref[ref] = services[ref]
-            else:
-                self._services_by_ref.pop(ref, None)
-        await self._update_firewall()
+        self._services_by_ref = current
         await self._addresses.unbind(bound_before - wanted)
         changed = {ref: planned[ref] for ref in refs if ref in planned}
         return self._report(False, changed, ops, failures)
@@ -247,12 +245,12 @@ class Syncer:
             log.error("kernel refused: %s", failure)
         return failures
 
-    async def _update_firewall(self) -> None:
-        pairs = [
-            (self._services_by_ref[ref], desired)
-            for ref, desired in self.programmed.items()
-            if ref in self._services_by_ref
-        ]
+    async def _update_firewall(
+        self, planned: Mapping[ServiceRef, DesiredService], services: Mapping[ServiceRef, Service]
+    ) -> None:
+        """Firewall sets first, IPVS after: a new port is masqueraded from its first packet,
+        and a removed port only loses rules its Service no longer needs."""
+        pairs = [(services[ref], desired) for ref, desired in planned.items() if ref in services]
         await self._firewall.apply(firewall_for(pairs, self.settings.firewall))
 
     def _drain_expired(self, key: ServiceKey, endpoint: Endpoint) -> bool:
