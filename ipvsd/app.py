@@ -24,6 +24,7 @@ from ipvsd.dataplane.nft import NftFirewall
 from ipvsd.dataplane.sysctl import Sysctl
 from ipvsd.kube.auth import load_credentials
 from ipvsd.kube.client import ApiClient
+from ipvsd.kube.events import EventRecorder
 from ipvsd.kube.proxy_informers import ProxyInformers
 from ipvsd.model.ipvs import DeleteService, Family, Timeouts
 from ipvsd.model.node import Node
@@ -82,7 +83,9 @@ class _NodeEligibility:
 
 
 @contextlib.asynccontextmanager
-async def _informers(config: ProxyConfig) -> AsyncIterator[tuple[ProxyInformers, ChangeTracker]]:
+async def _informers(
+    config: ProxyConfig,
+) -> AsyncIterator[tuple[ProxyInformers, ChangeTracker, ApiClient]]:
     credentials = load_credentials(kubeconfig=config.kubeconfig, master=config.master)
     async with ApiClient(credentials=credentials) as client:
         informers = ProxyInformers(
@@ -92,7 +95,7 @@ async def _informers(config: ProxyConfig) -> AsyncIterator[tuple[ProxyInformers,
         informers.services.add_handler(tracker.services)
         informers.endpoint_slices.add_handler(tracker.endpoint_slices)
         informers.own_node.add_handler(tracker.node)
-        yield informers, tracker
+        yield informers, tracker, client
 
 
 def _own_node(informers: ProxyInformers) -> Node | None:
@@ -101,7 +104,7 @@ def _own_node(informers: ProxyInformers) -> Node | None:
 
 async def dry_run(config: ProxyConfig) -> str:
     """The table this node would get, as sorted `ipvsadm -Sn` lines, from one informer sync."""
-    async with _informers(config) as (informers, tracker):
+    async with _informers(config) as (informers, tracker, _client):
         task = asyncio.create_task(informers.run())
         try:
             await informers.synced.wait()
@@ -187,8 +190,9 @@ async def run(config: ProxyConfig) -> int:
     try:
         for server in servers:
             await server.start()
-        async with _informers(config) as (informers, tracker):
+        async with _informers(config) as (informers, tracker, client):
             informers.own_node.add_handler(_NodeEligibility(health))
+            events = EventRecorder(client=client, node_name=config.node_name)
             syncer = Syncer(
                 ipvs=ipvs,
                 addresses=addresses,
@@ -198,7 +202,14 @@ async def run(config: ProxyConfig) -> int:
                 slices_of=lambda ref: tracker.slices_of(ref).values(),
                 own_node=lambda: _own_node(informers),
             )
-            loop = _SyncLoop(syncer, tracker, health, metrics, service_health)
+            loop = _SyncLoop(
+                syncer,
+                tracker,
+                health=health,
+                metrics=metrics,
+                service_health=service_health,
+                events=events,
+            )
             runner = BoundedFrequencyRunner(
                 loop.sync,
                 min_interval=config.ipvs_min_sync_period,
@@ -249,10 +260,13 @@ class _SyncLoop:
         self,
         syncer: Syncer,
         tracker: ChangeTracker,
+        *,
         health: ProxyHealth,
         metrics: ProxyMetrics,
         service_health: ServiceHealthServers,
+        events: EventRecorder,
     ) -> None:
+        self._events = events
         self._syncer = syncer
         self._tracker = tracker
         self._health = health
@@ -285,6 +299,10 @@ class _SyncLoop:
         if report.full:
             self._metrics.set_ipvs_snapshot(self._syncer.traffic())
         await self._service_health.sync(self._health_checks())
+        for ref, notes in report.warnings.items():
+            service = self._syncer.service(ref)
+            if service is not None:
+                await self._events.warn(service, "InvalidAnnotation", notes)
         _log_report(report)
 
     def _health_checks(self) -> dict[ServiceRef, tuple[int, int]]:

@@ -117,6 +117,23 @@ class ApiClient:
             raise ApiError(500, "InvalidResponse", "response body is not a JSON object")
         return value
 
+    async def post_json(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST a JSON object (creating it) and decode what the server answers."""
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=self._connect_timeout, sock_read=self._request_timeout
+        )
+        data = orjson.dumps(body)
+        try:
+            async with self._request(path, {}, timeout, method="POST", body=data) as response:
+                await _raise_for_status(response)
+                answer = await response.read()
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            raise ApiUnreachable(_describe_failure(error)) from error
+        value = _decode(answer)
+        if not isinstance(value, dict):
+            raise ApiError(500, "InvalidResponse", "response body is not a JSON object")
+        return value
+
     @asynccontextmanager
     async def stream(
         self, path: str, params: Mapping[str, str], *, read_timeout: float
@@ -138,9 +155,15 @@ class ApiClient:
 
     @asynccontextmanager
     async def _request(
-        self, path: str, params: Mapping[str, str], timeouts: aiohttp.ClientTimeout
+        self,
+        path: str,
+        params: Mapping[str, str],
+        timeouts: aiohttp.ClientTimeout,
+        *,
+        method: str = "GET",
+        body: bytes | None = None,
     ) -> AsyncGenerator[aiohttp.ClientResponse, None]:
-        response = await self._send(path, params, timeouts)
+        response = await self._send(path, params, timeouts, method=method, body=body)
         try:
             yield response
         finally:
@@ -158,10 +181,16 @@ class ApiClient:
         return self._session
 
     async def _send(
-        self, path: str, params: Mapping[str, str], timeouts: aiohttp.ClientTimeout
+        self,
+        path: str,
+        params: Mapping[str, str],
+        timeouts: aiohttp.ClientTimeout,
+        *,
+        method: str = "GET",
+        body: bytes | None = None,
     ) -> aiohttp.ClientResponse:
         """Send once; after a 401 reload the credentials and send once more."""
-        response = await self._send_once(path, params, timeouts)
+        response = await self._send_once(path, params, timeouts, method=method, body=body)
         if response.status != 401:
             return response
         response.release()
@@ -170,20 +199,31 @@ class ApiClient:
             await asyncio.to_thread(self._credentials.reload)
         except CredentialsError as error:
             raise ApiUnreachable(str(error)) from error
-        return await self._send_once(path, params, timeouts)
+        return await self._send_once(path, params, timeouts, method=method, body=body)
 
     async def _send_once(
-        self, path: str, params: Mapping[str, str], timeouts: aiohttp.ClientTimeout
+        self,
+        path: str,
+        params: Mapping[str, str],
+        timeouts: aiohttp.ClientTimeout,
+        *,
+        method: str,
+        body: bytes | None,
     ) -> aiohttp.ClientResponse:
         try:
             authorization = await asyncio.to_thread(self._credentials.authorization)
         except CredentialsError as error:
             raise ApiUnreachable(str(error)) from error
         transport = self._credentials.transport
-        return await self._get_session().get(
+        headers = {"Authorization": authorization} if authorization else {}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        return await self._get_session().request(
+            method,
             transport.base_url + path,
             params=params,
-            headers={"Authorization": authorization} if authorization else None,
+            data=body,
+            headers=headers or None,
             timeout=timeouts,
             ssl=transport.ssl if transport.ssl is not None else True,
             server_hostname=transport.server_hostname,
