@@ -143,3 +143,30 @@ async def test_itp_local_serves_only_from_local_pods_and_drops_otherwise(
     assert f"-a -t {far_vip}:80" not in ipvsadm()
     with pytest.raises((TimeoutError, ConnectionRefusedError)):
         http_get("client", far_vip, 80, timeout=2)
+
+
+async def test_per_service_schedulers_apply_and_invalid_ones_become_events(
+    cluster: tuple[Api, Lab],
+) -> None:
+    api, _net = cluster
+    ports = [{"name": "http", "port": 80, "targetPort": 8080}]
+    created = {}
+    for name, scheduler in (("weighted", "wlc"), ("odd", "maglev")):
+        created[name] = await api.send(
+            "POST", SERVICES,
+            {"apiVersion": "v1", "kind": "Service",
+             "metadata": {"name": name, "annotations": {"ipvsd.io/scheduler": scheduler}},
+             "spec": {"ports": ports}},
+        )  # fmt: skip
+    weighted, odd = (created[n]["spec"]["clusterIP"] for n in ("weighted", "odd"))
+    await until(lambda: f"-A -t {weighted}:80 -s wlc" in ipvsadm())
+    await until(lambda: f"-A -t {odd}:80 -s rr" in ipvsadm())  # the default, not maglev
+    for _ in range(50):
+        listed = await api.send("GET", "/api/v1/namespaces/default/events")
+        warnings = [e for e in listed["items"] if e["involvedObject"]["name"] == "odd"]
+        if warnings:
+            break
+        await asyncio.sleep(0.2)
+    (event,) = warnings
+    assert (event["type"], event["reason"]) == ("Warning", "InvalidAnnotation")
+    assert "maglev" in event["message"]
