@@ -18,15 +18,25 @@ from operator import itemgetter
 from typing import Any
 
 from ipvsd.dataplane.genl import GENL_HEADER, NLA_HEADER, NLA_TYPE_MASK, align
+from ipvsd.dataplane.ipvs_wire import (
+    ATTR_DEST,
+    DEST_ACTIVE,
+    DEST_ADDR,
+    DEST_ADDR_FAMILY,
+    DEST_FWD_METHOD,
+    DEST_INACTIVE,
+    DEST_L_THRESH,
+    DEST_PERSIST,
+    DEST_PORT,
+    DEST_STATS64,
+    DEST_U_THRESH,
+    DEST_WEIGHT,
+    FORWARD_MASK,
+    STATS_FIELDS,
+)
 from ipvsd.model.ipvs import Forward, ObservedRealServer, RealServer, Stats
 
-# Attribute numbers (IPVS_DEST_ATTR_*, IPVS_CMD_ATTR_DEST); kept local to stay import-cycle free.
-ATTR_DEST = 2
-DEST_ADDR, DEST_PORT, DEST_FWD_METHOD, DEST_WEIGHT = 1, 2, 3, 4
-DEST_U_THRESH, DEST_L_THRESH, DEST_ACTIVE, DEST_INACTIVE, DEST_PERSIST = 5, 6, 7, 8, 9
-DEST_ADDR_FAMILY, DEST_STATS64 = 11, 12
-STATS_COUNT = 10
-FORWARD_MASK = 0x7
+STATS_COUNT = len(STATS_FIELDS)
 
 _FORWARDS = tuple(Forward)  # indexed by the kernel's value (0..4); cheaper than Forward(v)
 IDLE = Stats()  # shared by the many destinations that never saw traffic
