@@ -39,7 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for note in parsed.notes:
         log.info("%s", note)
     if parsed.command == "explain":
-        print("ipvsd explain: not available in this version", file=sys.stderr)
+        print(
+            "ipvsd explain is not implemented yet (it comes with the topology work); "
+            "`ipvsd --dry-run --hostname-override NODE` prints the table a node would get",
+            file=sys.stderr,
+        )
         return 2
     try:
         return uvloop.run(run(parsed.config))
