@@ -58,6 +58,7 @@ def sync_settings(config: ProxyConfig) -> SyncSettings:
         default_scheduler=config.ipvs_scheduler,
         families=(Family.INET, Family.INET6),
         node_port_cidrs=config.nodeport_addresses.cidrs,
+        node_port_primary=config.nodeport_addresses.primary,
         node_port_range=config.node_port_range,
         exclude_cidrs=config.ipvs_exclude_cidrs,
         firewall=FirewallConfig(

@@ -578,4 +578,30 @@ def _node(raw: RawObject) -> Node:
             )
         ),
         deleting=meta.get("deletionTimestamp") is not None or tainted,
+        primary_addresses=_primary_addresses(raw),
+    )
+
+
+def _primary_addresses(raw: RawObject) -> tuple[IPAddress, ...]:
+    """The Node's primary address per family: its first InternalIP, else its first ExternalIP
+    (what kube-proxy's `--nodeport-addresses primary` serves NodePorts on)."""
+    status = _mapping(raw.get("status"), "status")
+    entries = _sequence(status.get("addresses"), "status.addresses")
+    found: dict[tuple[int, str], IPAddress] = {}
+    for i, entry in enumerate(entries):
+        item = _mapping(entry, f"status.addresses[{i}]")
+        kind = item.get("type")
+        if kind not in ("InternalIP", "ExternalIP"):
+            continue
+        try:
+            address = ip_address(_string(item.get("address"), f"status.addresses[{i}].address"))
+        except ValueError:
+            continue  # a malformed address only loses the NodePort selection by address
+        found.setdefault((address.version, kind), address)
+    return tuple(
+        found[(version, kind)]
+        for version in (4, 6)
+        for kind in ("InternalIP", "ExternalIP")
+        if (version, kind) in found
+        and not (kind == "ExternalIP" and (version, "InternalIP") in found)
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ipvsd.model.ipvs import IPAddress
+
 ZONE_LABEL = "topology.kubernetes.io/zone"
 REGION_LABEL = "topology.kubernetes.io/region"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
@@ -21,6 +23,7 @@ class Node:
     name: str
     labels: tuple[tuple[str, str], ...] = ()
     deleting: bool = False
+    primary_addresses: tuple[IPAddress, ...] = ()  # first InternalIP per family, else ExternalIP
 
     def label(self, key: str) -> str | None:
         for name, value in self.labels:

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from ipaddress import IPv6Address
+from ipaddress import IPv6Address, ip_network
 from typing import Protocol
 
 from ipvsd.dataplane.addresses import Addresses
@@ -59,6 +59,7 @@ class SyncSettings:
     default_scheduler: str = "rr"
     families: tuple[Family, ...] = (Family.INET, Family.INET6)
     node_port_cidrs: tuple[IPNetwork, ...] = ()  # empty: every node address
+    node_port_primary: bool = False  # also the Node's primary addresses (`primary`)
     node_port_range: tuple[int, int] = DEFAULT_NODE_PORT_RANGE
     exclude_cidrs: tuple[IPNetwork, ...] = ()
     firewall: FirewallConfig = field(default_factory=FirewallConfig)
@@ -284,7 +285,9 @@ def node_context(
     return NodeContext(
         name=settings.node_name,
         zone=node.zone if node is not None else None,
-        node_port_addresses=node_port_addresses(host, settings),
+        node_port_addresses=node_port_addresses(
+            host, settings, node.primary_addresses if node is not None else ()
+        ),
         families=settings.families,
         default_scheduler=settings.default_scheduler,
         schedulers=settings.schedulers,
@@ -292,10 +295,13 @@ def node_context(
 
 
 def node_port_addresses(
-    host: list[tuple[IPAddress, str]], settings: SyncSettings
+    host: list[tuple[IPAddress, str]],
+    settings: SyncSettings,
+    primary: Iterable[IPAddress] = (),
 ) -> tuple[IPAddress, ...]:
     """The node's addresses NodePorts listen on: not the dummy interface's, not loopback, not
-    IPv6 link-local; narrowed to --nodeport-addresses when given."""
+    IPv6 link-local; narrowed per family to --nodeport-addresses (its CIDRs, and with
+    `primary` the Node object's primary addresses) where that names any for the family."""
     found = {
         address
         for address, name in host
@@ -304,11 +310,15 @@ def node_port_addresses(
         and not (isinstance(address, IPv6Address) and address.is_link_local)
         and Family.of(address) in settings.families
     }
-    if settings.node_port_cidrs:
+    selectors = list(settings.node_port_cidrs)
+    if settings.node_port_primary:
+        selectors += [ip_network(address) for address in primary]
+    if selectors:
         found = {
             a
             for a in found
-            if any(a.version == net.version and a in net for net in settings.node_port_cidrs)
+            if not any(net.version == a.version for net in selectors)  # family not narrowed
+            or any(a.version == net.version and a in net for net in selectors)
         }
     return tuple(sorted(found, key=lambda a: (a.version, int(a))))
 

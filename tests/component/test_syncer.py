@@ -23,7 +23,7 @@ from ipvsd.model.ipvs import (
 )
 from ipvsd.model.service import Service, ServicePort, ServiceRef, ServiceType
 from ipvsd.plan.firewall import Firewall
-from ipvsd.reconcile.syncer import Syncer, SyncSettings
+from ipvsd.reconcile.syncer import Syncer, SyncSettings, node_port_addresses
 
 NODE_IP = parse_address("192.168.1.10")
 
@@ -213,3 +213,19 @@ async def test_traffic_counters_of_programmed_servers_come_from_the_full_sync_du
     ref, port, stats = syncer.traffic()[key]
     assert (ref, port) == (web, "http")
     assert stats.connections == 3
+
+
+async def test_node_port_addresses_primary_means_the_node_objects_primary_ips(
+    syncer: Syncer,
+) -> None:
+    host = [
+        (NODE_IP, "eth0"),
+        (parse_address("10.0.0.5"), "eth1"),
+        (parse_address("fd00:1::10"), "eth0"),
+    ]
+    settings = replace(
+        syncer.settings, node_port_primary=True, families=(Family.INET, Family.INET6)
+    )
+    chosen = node_port_addresses(host, settings, [NODE_IP])
+    # IPv4 narrowed to the primary address; IPv6 has no selector, so all its addresses serve.
+    assert chosen == (NODE_IP, parse_address("fd00:1::10"))

@@ -684,3 +684,31 @@ def test_object_keys() -> None:
         object_key({"metadata": {"name": "x"}}, namespaced=True)
     with pytest.raises(ConversionError, match="<object>: expected an object"):
         object_key("nope", namespaced=True)
+
+
+def _addr(kind: str, address: str) -> dict[str, str]:
+    return {"type": kind, "address": address}
+
+
+@pytest.mark.parametrize(
+    ("addresses", "primary"),
+    [
+        ([_addr("ExternalIP", "203.0.113.9"), _addr("InternalIP", "10.0.0.5"),
+          _addr("InternalIP", "10.0.0.6")], ["10.0.0.5"]),
+        ([_addr("ExternalIP", "203.0.113.9"), _addr("Hostname", "n1")], ["203.0.113.9"]),
+        ([_addr("InternalIP", "fd00::5"), _addr("InternalIP", "10.0.0.5"),
+          _addr("InternalIP", "not-an-ip")], ["10.0.0.5", "fd00::5"]),
+        ([], []),
+    ],
+    ids=["first-internal-ip-wins", "external-ip-when-no-internal", "one-per-family", "none"],
+)  # fmt: skip
+def test_node_primary_addresses(addresses: list[dict[str, str]], primary: list[str]) -> None:
+    node = node_from_dict(
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": "n1"},
+            "status": {"addresses": addresses},
+        }
+    )
+    assert [str(a) for a in node.primary_addresses] == primary
