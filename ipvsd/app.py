@@ -57,8 +57,7 @@ def sync_settings(config: ProxyConfig) -> SyncSettings:
         node_name=config.node_name,
         default_scheduler=config.ipvs_scheduler,
         families=(Family.INET, Family.INET6),
-        node_port_cidrs=config.nodeport_addresses.cidrs,
-        node_port_primary=config.nodeport_addresses.primary,
+        node_ports=config.nodeport_addresses,
         node_port_range=config.node_port_range,
         exclude_cidrs=config.ipvs_exclude_cidrs,
         firewall=FirewallConfig(
@@ -178,11 +177,8 @@ async def run(config: ProxyConfig) -> int:
         return await cleanup(config)
     prepare_kernel(config)
     ipvs = await NetlinkIpvs.open()
-    timeouts = Timeouts(
-        int(config.ipvs_tcp_timeout), int(config.ipvs_tcpfin_timeout), int(config.ipvs_udp_timeout)
-    )
-    if timeouts != Timeouts():
-        await ipvs.set_timeouts(timeouts)
+    if config.ipvs_timeouts != Timeouts():
+        await ipvs.set_timeouts(config.ipvs_timeouts)
     addresses = RtnlAddresses()
     health = ProxyHealth(sync_period=config.ipvs_sync_period)
     metrics = ProxyMetrics()
@@ -220,6 +216,8 @@ async def run(config: ProxyConfig) -> int:
             def changed() -> None:
                 health.queued()
                 metrics.sync_queued()
+                services, endpoints = tracker.pending_counts
+                metrics.changes_pending(services=services, endpoints=endpoints)
                 runner.request()
 
             tracker.set_notify(changed)
@@ -291,7 +289,12 @@ class _SyncLoop:
         self._metrics.changes_seen(
             services=pending.service_changes, endpoints=pending.endpoint_changes
         )
-        self._metrics.changes_pending(services=0, endpoints=0)
+        self._metrics.changes_pending(
+            services=self._tracker.pending_counts[0], endpoints=self._tracker.pending_counts[1]
+        )
+        self._metrics.no_local_endpoints(
+            internal=report.no_local_internal, external=report.no_local_external
+        )
         for when in pending.trigger_times.values():
             self._metrics.network_programming(max(0.0, time.time() - when))
         for failure in report.failures:

@@ -17,9 +17,10 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from ipaddress import IPv6Address, ip_network
+from ipaddress import IPv6Address
 from typing import Protocol
 
+from ipvsd.config_values import NodePortAddresses
 from ipvsd.dataplane.addresses import Addresses
 from ipvsd.dataplane.ipvs import Ipvs
 from ipvsd.model.endpoint import EndpointSlice
@@ -38,7 +39,7 @@ from ipvsd.model.ipvs import (
 )
 from ipvsd.model.node import Node
 from ipvsd.model.service import IPNetwork, Service, ServiceRef
-from ipvsd.plan.desired import DesiredService, NodeContext, desired_service
+from ipvsd.plan.desired import DesiredService, NodeContext, VipKind, desired_service
 from ipvsd.plan.diff import Endpoint, diff_service, diff_tables
 from ipvsd.plan.firewall import Firewall, FirewallConfig, firewall_for
 from ipvsd.plan.ownership import DEFAULT_NODE_PORT_RANGE, Ownership
@@ -58,8 +59,7 @@ class SyncSettings:
     node_name: str
     default_scheduler: str = "rr"
     families: tuple[Family, ...] = (Family.INET, Family.INET6)
-    node_port_cidrs: tuple[IPNetwork, ...] = ()  # empty: every node address
-    node_port_primary: bool = False  # also the Node's primary addresses (`primary`)
+    node_ports: NodePortAddresses = field(default_factory=NodePortAddresses)  # --nodeport-addresses
     node_port_range: tuple[int, int] = DEFAULT_NODE_PORT_RANGE
     exclude_cidrs: tuple[IPNetwork, ...] = ()
     firewall: FirewallConfig = field(default_factory=FirewallConfig)
@@ -75,7 +75,8 @@ class SyncReport:
     operations: int
     failures: tuple[str, ...]
     warnings: Mapping[ServiceRef, tuple[str, ...]]
-    no_local_endpoints: int = 0
+    no_local_internal: int = 0  # Services with iTP=Local and no local endpoint
+    no_local_external: int = 0  # Services with eTP=Local and no local endpoint
 
 
 class Syncer:
@@ -269,13 +270,15 @@ class Syncer:
         for ref, notes in warnings.items():
             for note in notes:
                 log.warning("Service %s: %s", ref, note)
-        no_local = sum(
-            1
-            for desired in planned.values()
-            for d in desired.virtual_servers
-            if d.uses_local_endpoints and not d.real_servers
+        internal: set[ServiceRef] = set()
+        external: set[ServiceRef] = set()
+        for ref, desired in self.programmed.items():
+            for d in desired.virtual_servers:
+                if d.uses_local_endpoints and not d.real_servers:
+                    (internal if d.kind is VipKind.CLUSTER_IP else external).add(ref)
+        return SyncReport(
+            full, len(planned), len(ops), failures, warnings, len(internal), len(external)
         )
-        return SyncReport(full, len(planned), len(ops), failures, warnings, no_local)
 
 
 def node_context(
@@ -300,8 +303,7 @@ def node_port_addresses(
     primary: Iterable[IPAddress] = (),
 ) -> tuple[IPAddress, ...]:
     """The node's addresses NodePorts listen on: not the dummy interface's, not loopback, not
-    IPv6 link-local; narrowed per family to --nodeport-addresses (its CIDRs, and with
-    `primary` the Node object's primary addresses) where that names any for the family."""
+    IPv6 link-local; narrowed by --nodeport-addresses (`NodePortAddresses.allows`)."""
     found = {
         address
         for address, name in host
@@ -310,16 +312,8 @@ def node_port_addresses(
         and not (isinstance(address, IPv6Address) and address.is_link_local)
         and Family.of(address) in settings.families
     }
-    selectors = list(settings.node_port_cidrs)
-    if settings.node_port_primary:
-        selectors += [ip_network(address) for address in primary]
-    if selectors:
-        found = {
-            a
-            for a in found
-            if not any(net.version == a.version for net in selectors)  # family not narrowed
-            or any(a.version == net.version and a in net for net in selectors)
-        }
+    primary = tuple(primary)
+    found = {a for a in found if settings.node_ports.allows(a, primary_addresses=primary)}
     return tuple(sorted(found, key=lambda a: (a.version, int(a))))
 
 

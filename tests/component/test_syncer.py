@@ -7,6 +7,7 @@ from ipaddress import ip_network
 
 import pytest
 
+from ipvsd.config_values import NodePortAddresses
 from ipvsd.dataplane.addresses import FakeAddresses
 from ipvsd.dataplane.ipvs_fake import FakeIpvs
 from ipvsd.model.endpoint import Endpoint, EndpointPort, EndpointSlice
@@ -21,7 +22,7 @@ from ipvsd.model.ipvs import (
     VirtualServer,
     parse_address,
 )
-from ipvsd.model.service import Service, ServicePort, ServiceRef, ServiceType
+from ipvsd.model.service import Service, ServicePort, ServiceRef, ServiceType, TrafficPolicy
 from ipvsd.plan.firewall import Firewall
 from ipvsd.reconcile.syncer import Syncer, SyncSettings, node_port_addresses
 
@@ -198,7 +199,8 @@ async def test_node_port_addresses_exclude_loopback_and_honour_the_cidr_filter(
         (parse_address("10.96.0.10"), "kube-ipvs0"),
     ]
     assert syncer.node_context(host).node_port_addresses == (parse_address("10.0.0.5"), NODE_IP)
-    syncer.settings = replace(syncer.settings, node_port_cidrs=(ip_network("192.168.0.0/16"),))
+    narrowed = NodePortAddresses(cidrs=(ip_network("192.168.0.0/16"),))
+    syncer.settings = replace(syncer.settings, node_ports=narrowed)
     assert syncer.node_context(host).node_port_addresses == (NODE_IP,)
 
 
@@ -224,8 +226,20 @@ async def test_node_port_addresses_primary_means_the_node_objects_primary_ips(
         (parse_address("fd00:1::10"), "eth0"),
     ]
     settings = replace(
-        syncer.settings, node_port_primary=True, families=(Family.INET, Family.INET6)
+        syncer.settings,
+        node_ports=NodePortAddresses(primary=True),
+        families=(Family.INET, Family.INET6),
     )
     chosen = node_port_addresses(host, settings, [NODE_IP])
     # IPv4 narrowed to the primary address; IPv6 has no selector, so all its addresses serve.
     assert chosen == (NODE_IP, parse_address("fd00:1::10"))
+
+
+async def test_report_counts_services_whose_local_policy_finds_no_local_endpoint(
+    syncer: Syncer, cluster: Cluster
+) -> None:
+    cluster.add("here", "10.96.0.10", "10.244.1.5", internal_traffic_policy=TrafficPolicy.LOCAL)
+    away = cluster.add("away", "10.96.0.20", internal_traffic_policy=TrafficPolicy.LOCAL)
+    cluster.slices[away] = []
+    report = await syncer.sync(full=True)
+    assert (report.no_local_internal, report.no_local_external) == (1, 0)

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from ipvsd.config_values import NodePortAddresses
 from ipvsd.dataplane.addresses import Addresses
 from ipvsd.dataplane.ipvs import Ipvs
 from ipvsd.kube.convert import endpoint_slice_from_dict, node_from_dict, service_from_dict
@@ -125,7 +126,9 @@ async def run_scenario(
         firewall=_NoFirewall(),
         # NodePorts only on the scenario's node network, whatever else the test host has.
         settings=SyncSettings(
-            node_name=node, families=families, node_port_cidrs=(ip_network("192.168.1.0/24"),)
+            node_name=node,
+            families=families,
+            node_ports=NodePortAddresses(cidrs=(ip_network("192.168.1.0/24"),)),
         ),
         services=lambda: list(state.services.values()),
         slices_of=lambda ref: tracker.slices_of(ref).values(),
