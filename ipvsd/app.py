@@ -14,7 +14,7 @@ import logging
 import os
 import subprocess
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 from ipvsd.config import ProxyConfig
 from ipvsd.dataplane.addresses import DEVICE, RtnlAddresses
@@ -63,6 +63,7 @@ def sync_settings(config: ProxyConfig) -> SyncSettings:
         firewall=FirewallConfig(
             cluster_cidrs=config.cluster_cidrs, masquerade_all=config.masquerade_all
         ),
+        topology_source=config.topology_source,
     )
 
 
@@ -89,17 +90,26 @@ async def _informers(
     credentials = load_credentials(kubeconfig=config.kubeconfig, master=config.master)
     async with ApiClient(credentials=credentials) as client:
         informers = ProxyInformers(
-            client=client, node_name=config.node_name, proxy_name=config.proxy_name
+            client=client,
+            node_name=config.node_name,
+            proxy_name=config.proxy_name,
+            watch_all_nodes=True,  # endpoints' topology labels come from their Nodes
         )
         tracker = ChangeTracker()
         informers.services.add_handler(tracker.services)
         informers.endpoint_slices.add_handler(tracker.endpoint_slices)
         informers.own_node.add_handler(tracker.node)
+        if informers.nodes is not None:
+            informers.nodes.add_handler(tracker.nodes)
         yield informers, tracker, client
 
 
 def _own_node(informers: ProxyInformers) -> Node | None:
     return informers.own_node.store.get(informers.node_name)
+
+
+def _nodes(informers: ProxyInformers) -> Mapping[str, Node]:
+    return informers.nodes.store if informers.nodes is not None else {}
 
 
 async def dry_run(config: ProxyConfig) -> str:
@@ -117,7 +127,7 @@ async def dry_run(config: ProxyConfig) -> str:
             host = await addresses.host_addresses()
         finally:
             await addresses.close()
-        node = node_context(host, sync_settings(config), _own_node(informers))
+        node = node_context(host, sync_settings(config), _own_node(informers), _nodes(informers))
         entries = [
             ServiceRules(d.server, d.real_servers)
             for service in informers.services.store.values()
@@ -198,6 +208,7 @@ async def run(config: ProxyConfig) -> int:
                 services=informers.services.store.values,
                 slices_of=lambda ref: tracker.slices_of(ref).values(),
                 own_node=lambda: _own_node(informers),
+                nodes=_nodes(informers),
             )
             loop = _SyncLoop(
                 syncer,
@@ -307,6 +318,10 @@ class _SyncLoop:
             service = self._syncer.service(ref)
             if service is not None:
                 await self._events.warn(service, "InvalidAnnotation", notes)
+        for ref, notes in report.notices.items():
+            service = self._syncer.service(ref)
+            if service is not None:
+                await self._events.notice(service, "SchedulerSubstituted", notes)
         _log_report(report)
 
     def _health_checks(self) -> dict[ServiceRef, tuple[int, int]]:

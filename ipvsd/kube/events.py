@@ -1,4 +1,4 @@
-"""Warning Events on Services: where operators look first (`kubectl describe svc`).
+"""Events on Services: where operators look first (`kubectl describe svc`).
 
 An invalid annotation never breaks a Service (the default is used), but it must not pass
 silently either: the warning is logged and recorded as an Event on the Service, once per
@@ -36,26 +36,37 @@ class EventRecorder:
         self._node = node_name
         self._component = component
         self._now = now
-        self._recorded: dict[str, frozenset[str]] = {}  # Service uid -> messages recorded
+        # (Service uid, type, reason) -> the messages recorded
+        self._recorded: dict[tuple[str, str, str], frozenset[str]] = {}
 
     async def warn(self, service: Service, reason: str, messages: Iterable[str]) -> int:
         """Record each new warning of `service`; returns how many Events were posted."""
+        return await self._record(service, "Warning", reason, messages)
+
+    async def notice(self, service: Service, reason: str, messages: Iterable[str]) -> int:
+        """Record each new Normal Event (something ipvsd decided that users should know)."""
+        return await self._record(service, "Normal", reason, messages)
+
+    async def _record(
+        self, service: Service, kind: str, reason: str, messages: Iterable[str]
+    ) -> int:
         wanted = frozenset(messages)
-        fresh = wanted - self._recorded.get(service.uid, frozenset())
-        self._recorded[service.uid] = wanted
+        recorded = (service.uid, kind, reason)
+        fresh = wanted - self._recorded.get(recorded, frozenset())
+        self._recorded[recorded] = wanted
         posted = 0
         for message in sorted(fresh):
             try:
                 await self._client.post_json(
                     f"/api/v1/namespaces/{service.ref.namespace}/events",
-                    self._event(service, reason, message),
+                    self._event(service, kind, reason, message),
                 )
                 posted += 1
             except (ApiError, ApiUnreachable) as error:
                 log.warning("cannot record Event on Service %s: %s", service.ref, error)
         return posted
 
-    def _event(self, service: Service, reason: str, message: str) -> dict[str, Any]:
+    def _event(self, service: Service, kind: str, reason: str, message: str) -> dict[str, Any]:
         stamp = self._now().strftime("%Y-%m-%dT%H:%M:%SZ")
         return {
             "apiVersion": "v1",
@@ -71,7 +82,7 @@ class EventRecorder:
                 "name": service.ref.name,
                 "uid": service.uid,
             },
-            "type": "Warning",
+            "type": kind,
             "reason": reason,
             "message": message,
             "source": {"component": self._component, "host": self._node},

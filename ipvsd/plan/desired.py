@@ -13,15 +13,17 @@ ClusterIPs, externalIPs and LB IPs are bound on the dummy interface (NodePort ad
 the node's own). Where kube-proxy's IPVS mode gave an empty local set the cluster set, ipvsd
 gives no real servers: external clients of an eTP=Local Service are not answered from another
 node (their source address would be lost and replies blackholed), and iTP=Local drops, as the
-API documents. Every real server is NAT with weight 1; a virtual server exists even without
-real servers (the kernel then refuses new connections, which is what a client should see).
+API documents. Which endpoints become real servers, and with what weight (1, unless the
+Service asks for `ipvsd.io/topology-mode: weight`), is `plan.selection`'s job; every real server
+is NAT. A virtual server exists even without real servers (the kernel then refuses new
+connections, which is what a client should see).
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ipvsd.model.endpoint import EndpointSlice
 from ipvsd.model.ipvs import (
@@ -34,8 +36,13 @@ from ipvsd.model.ipvs import (
 )
 from ipvsd.model.service import Service, ServicePort, TrafficPolicy
 from ipvsd.plan.backends import Backend, backends_for_port
-from ipvsd.plan.scheduling import KNOWN_SCHEDULERS, SchedulerChoice, choose_scheduler
-from ipvsd.plan.topology import Categorized, PortPolicy, categorize_endpoints
+from ipvsd.plan.context import NodeContext
+from ipvsd.plan.scheduling import SchedulerChoice, choose_scheduler, weighted_scheduler
+from ipvsd.plan.selection import PortSelection, select_port
+from ipvsd.plan.topology import PortPolicy
+from ipvsd.plan.topology_annotations import TopologyHandling, TopologyPolicy, topology_policy
+
+__all__ = ["DesiredService", "DesiredVirtualServer", "NodeContext", "VipKind", "desired_service"]
 
 
 class VipKind(enum.Enum):
@@ -48,18 +55,6 @@ class VipKind(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class NodeContext:
-    """What the plan needs to know about this node and the proxy's configuration."""
-
-    name: str
-    zone: str | None = None
-    node_port_addresses: tuple[IPAddress, ...] = ()
-    families: tuple[Family, ...] = (Family.INET,)
-    default_scheduler: str = "rr"
-    schedulers: frozenset[str] = KNOWN_SCHEDULERS
-
-
-@dataclass(frozen=True, slots=True)
 class DesiredVirtualServer:
     """One virtual server with its real servers, and why it exists (for explain and metrics)."""
 
@@ -68,6 +63,7 @@ class DesiredVirtualServer:
     kind: VipKind
     port: ServicePort
     uses_local_endpoints: bool
+    selection: PortSelection | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +73,7 @@ class DesiredService:
     virtual_servers: tuple[DesiredVirtualServer, ...] = ()
     bound_addresses: tuple[IPAddress, ...] = ()
     warnings: tuple[str, ...] = ()
+    notices: tuple[str, ...] = ()  # worth a log line and a Normal Event, not a warning
 
 
 def desired_service(
@@ -84,9 +81,13 @@ def desired_service(
 ) -> DesiredService:
     """The desired IPVS objects of `service` on `node`, sorted by virtual-server key."""
     slices = tuple(slices)
+    topology = topology_policy(service)
     scheduling = choose_scheduler(
         service, default=node.default_scheduler, available=node.schedulers
     )
+    notices: tuple[str, ...] = ()
+    if topology.mode is TopologyHandling.WEIGHT:
+        scheduling, notices = _weighted(scheduling, node)
     servers: list[DesiredVirtualServer] = []
     bound: set[IPAddress] = set()
     service_families = {Family.of(ip) for ip in service.cluster_ips}
@@ -98,14 +99,37 @@ def desired_service(
         for port in service.ports:
             backends = backends_for_port(slices, port, family)
             servers.extend(
-                _port_servers(service, port, vips, backends, node=node, scheduling=scheduling)
+                _port_servers(
+                    service,
+                    port,
+                    vips,
+                    backends,
+                    node=node,
+                    scheduling=scheduling,
+                    topology=topology,
+                )
             )
     servers.sort(key=lambda d: d.server.key.sort_key())
     return DesiredService(
         virtual_servers=tuple(servers),
         bound_addresses=tuple(sorted(bound, key=lambda a: (a.version, int(a)))),
-        warnings=scheduling.warnings,
+        warnings=scheduling.warnings + topology.warnings,
+        notices=notices,
     )
+
+
+def _weighted(
+    scheduling: SchedulerChoice, node: NodeContext
+) -> tuple[SchedulerChoice, tuple[str, ...]]:
+    """Weight mode needs a scheduler that honours weights: rr, lc and dh would spread evenly."""
+    sibling = weighted_scheduler(scheduling.name)
+    if sibling is None or sibling not in node.schedulers:
+        return scheduling, ()
+    notice = (
+        f"ipvsd.io/topology-mode: weight needs a weighted scheduler; "
+        f"using {sibling!r} instead of {scheduling.name!r}"
+    )
+    return SchedulerChoice(sibling, scheduling.flags, scheduling.warnings), (notice,)
 
 
 def _vips(service: Service, family: Family, node: NodeContext) -> list[tuple[VipKind, IPAddress]]:
@@ -127,6 +151,7 @@ def _port_servers(
     *,
     node: NodeContext,
     scheduling: SchedulerChoice,
+    topology: TopologyPolicy,
 ) -> list[DesiredVirtualServer]:
     exposed = port.node_port != 0 or any(
         kind in (VipKind.EXTERNAL_IP, VipKind.LOAD_BALANCER) for kind, _ in vips
@@ -136,7 +161,13 @@ def _port_servers(
         external_local=exposed and service.external_traffic_policy is TrafficPolicy.LOCAL,
         externally_accessible=exposed,
     )
-    sets = categorize_endpoints(backends, policy, node_name=node.name, zone=node.zone)
+    sets = select_port(
+        backends,
+        policy,
+        topology=topology,
+        distribution=service.traffic_distribution,
+        node=node,
+    )
     result = []
     for kind, address in vips:
         if kind is VipKind.NODE_PORT:
@@ -147,13 +178,15 @@ def _port_servers(
             number = port.port
         local = policy.internal_local if kind is VipKind.CLUSTER_IP else policy.external_local
         key = ServiceKey.for_protocol(port.protocol, address, number)
+        selection = sets.local if local else sets.cluster
         result.append(
             DesiredVirtualServer(
                 server=_virtual_server(service, key, scheduling),
-                real_servers=_real_servers(sets, local=local),
+                real_servers=_real_servers(selection),
                 kind=kind,
                 port=port,
                 uses_local_endpoints=local,
+                selection=selection,
             )
         )
     return result
@@ -170,6 +203,5 @@ def _virtual_server(
     return VirtualServer(key, scheduling.name, flags, timeout)
 
 
-def _real_servers(sets: Categorized[Backend], *, local: bool) -> tuple[RealServer, ...]:
-    chosen = sets.local if local else sets.cluster
-    return tuple(RealServer(b.address, b.port) for b in chosen)
+def _real_servers(selection: PortSelection) -> tuple[RealServer, ...]:
+    return tuple(RealServer(c.backend.address, c.backend.port, c.weight) for c in selection.chosen)

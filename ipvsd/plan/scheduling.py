@@ -36,6 +36,16 @@ KNOWN_SCHEDULERS = frozenset(
 )
 
 
+# Schedulers that ignore real-server weights, and the weighted scheduler closest in spirit
+# (dh keeps a destination on one server; lblc does too, weighted).
+WEIGHTED_SIBLINGS = {"rr": "wrr", "lc": "wlc", "dh": "lblc"}
+
+
+def weighted_scheduler(scheduler: str) -> str | None:
+    """The weighted sibling of a scheduler that ignores weights (None: it honours them)."""
+    return WEIGHTED_SIBLINGS.get(scheduler)
+
+
 @dataclass(frozen=True, slots=True)
 class SchedulerChoice:
     name: str

@@ -133,13 +133,19 @@ def categorize_endpoints(
     *,
     node_name: str,
     zone: str | None,
+    use_hints: bool = True,
 ) -> Categorized[E]:
-    """The cluster and local endpoint sets of one service port, as kube-proxy computes them."""
+    """The cluster and local endpoint sets of one service port, as kube-proxy computes them.
+
+    `use_hints=False` leaves the cluster set un-narrowed by hints (ipvsd's weight mode and
+    topology keys decide topology themselves).
+    """
     cluster: tuple[E, ...] = ()
     mode = TopologyMode.NONE
     has_any = False
     if policy.uses_cluster_endpoints:
-        mode = topology_mode(endpoints, node_name=node_name, zone=zone)
+        if use_hints:
+            mode = topology_mode(endpoints, node_name=node_name, zone=zone)
         cluster = _select(
             endpoints,
             lambda e: e.ready and is_available_for(e, mode, node_name=node_name, zone=zone),

@@ -13,6 +13,7 @@ logged per object and counted; they never stop the sync nor affect other Service
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv6Address
 from typing import Protocol
 
-from ipvsd.config_values import NodePortAddresses
+from ipvsd.config_values import NodePortAddresses, TopologySource
 from ipvsd.dataplane.addresses import Addresses
 from ipvsd.dataplane.ipvs import Ipvs
 from ipvsd.model.endpoint import EndpointSlice
@@ -66,6 +67,7 @@ class SyncSettings:
     drain_timeout: float = 120.0
     device: str = "kube-ipvs0"
     schedulers: frozenset[str] = KNOWN_SCHEDULERS
+    topology_source: TopologySource = "hints"  # --topology-source
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,7 @@ class SyncReport:
     operations: int
     failures: tuple[str, ...]
     warnings: Mapping[ServiceRef, tuple[str, ...]]
+    notices: Mapping[ServiceRef, tuple[str, ...]] = field(default_factory=dict)
     no_local_internal: int = 0  # Services with iTP=Local and no local endpoint
     no_local_external: int = 0  # Services with eTP=Local and no local endpoint
 
@@ -92,6 +95,7 @@ class Syncer:
         services: Callable[[], Iterable[Service]],
         slices_of: Callable[[ServiceRef], Iterable[EndpointSlice]],
         own_node: Callable[[], Node | None],
+        nodes: Mapping[str, Node] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._ipvs = ipvs
@@ -101,6 +105,7 @@ class Syncer:
         self._services = services
         self._slices_of = slices_of
         self._own_node = own_node
+        self._nodes = nodes
         self._clock = clock
         self.programmed: dict[ServiceRef, DesiredService] = {}
         self._services_by_ref: dict[ServiceRef, Service] = {}
@@ -111,7 +116,7 @@ class Syncer:
 
     def node_context(self, host: list[tuple[IPAddress, str]]) -> NodeContext:
         """This node as the planner sees it, given the host's (address, interface) pairs."""
-        return node_context(host, self.settings, self._own_node())
+        return node_context(host, self.settings, self._own_node(), self._nodes)
 
     def traffic(self) -> dict[ServiceKey, tuple[ServiceRef, str, Stats]]:
         """Counters of every programmed virtual server from the latest full sync's dump."""
@@ -270,6 +275,10 @@ class Syncer:
         for ref, notes in warnings.items():
             for note in notes:
                 log.warning("Service %s: %s", ref, note)
+        notices = {ref: d.notices for ref, d in planned.items() if d.notices}
+        for ref, notes in notices.items():
+            for note in notes:
+                log.info("Service %s: %s", ref, note)
         internal: set[ServiceRef] = set()
         external: set[ServiceRef] = set()
         for ref, desired in self.programmed.items():
@@ -277,14 +286,25 @@ class Syncer:
                 if d.uses_local_endpoints and not d.real_servers:
                     (internal if d.kind is VipKind.CLUSTER_IP else external).add(ref)
         return SyncReport(
-            full, len(planned), len(ops), failures, warnings, len(internal), len(external)
+            full,
+            len(planned),
+            len(ops),
+            failures,
+            warnings,
+            notices,
+            no_local_internal=len(internal),
+            no_local_external=len(external),
         )
 
 
 def node_context(
-    host: list[tuple[IPAddress, str]], settings: SyncSettings, node: Node | None
+    host: list[tuple[IPAddress, str]],
+    settings: SyncSettings,
+    node: Node | None,
+    nodes: Mapping[str, Node] | None = None,
 ) -> NodeContext:
-    """This node as the planner sees it: name, zone, NodePort addresses, proxy defaults."""
+    """This node as the planner sees it: name, zone, labels, NodePort addresses, proxy
+    defaults, and the cluster's Nodes (for other endpoints' topology labels)."""
     return NodeContext(
         name=settings.node_name,
         zone=node.zone if node is not None else None,
@@ -294,6 +314,9 @@ def node_context(
         families=settings.families,
         default_scheduler=settings.default_scheduler,
         schedulers=settings.schedulers,
+        labels=node.labels if node is not None else (),
+        nodes=nodes if nodes is not None else {},
+        topology_source=settings.topology_source,
     )
 
 
@@ -337,6 +360,6 @@ def _without_conflicts(
         result[ref] = (
             desired
             if len(kept) == len(desired.virtual_servers)
-            else DesiredService(tuple(kept), desired.bound_addresses, desired.warnings)
+            else dataclasses.replace(desired, virtual_servers=tuple(kept))
         )
     return result

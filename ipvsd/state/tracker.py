@@ -4,7 +4,9 @@ As in kube-proxy, an event never touches the kernel. The tracker keeps the Endpo
 indexed by Service (the planner needs a Service's slices together), marks the Service of every
 changed Service or slice dirty, and remembers the earliest change-trigger time per Service for
 the network-programming latency metric. A change to the own Node (zone, labels, eligibility)
-affects every Service's topology, so it asks for a full sync.
+affects every Service's topology, so it asks for a full sync; so does a Node appearing,
+going away or changing its labels anywhere in the cluster (endpoints' topology labels come from
+their Nodes), while the frequent status-only updates of other Nodes cost nothing.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class ChangeTracker:
         self.services = _ServiceEvents(self)
         self.endpoint_slices = _SliceEvents(self)
         self.node = _NodeEvents(self)
+        self.nodes = _ClusterNodeEvents(self)
 
     def set_notify(self, notify: Callable[[], None]) -> None:
         """Who to tell about new work (the runner, once it exists)."""
@@ -154,6 +157,23 @@ class _NodeEvents:
 
     def on_update(self, old: Node, new: Node) -> None:
         self._tracker.request_full()
+
+    def on_delete(self, old: Node) -> None:
+        self._tracker.request_full()
+
+
+class _ClusterNodeEvents:
+    """Every Node of the cluster: only what changes topology labels matters."""
+
+    def __init__(self, tracker: ChangeTracker) -> None:
+        self._tracker = tracker
+
+    def on_add(self, new: Node) -> None:
+        self._tracker.request_full()
+
+    def on_update(self, old: Node, new: Node) -> None:
+        if old.labels != new.labels:
+            self._tracker.request_full()
 
     def on_delete(self, old: Node) -> None:
         self._tracker.request_full()
