@@ -123,8 +123,16 @@ def _weighted(
 ) -> tuple[SchedulerChoice, tuple[str, ...]]:
     """Weight mode needs a scheduler that honours weights: rr, lc and dh would spread evenly."""
     sibling = weighted_scheduler(scheduling.name)
-    if sibling is None or sibling not in node.schedulers:
+    if sibling is None:
         return scheduling, ()
+    if sibling not in node.schedulers:
+        warning = (
+            f"ipvsd.io/topology-mode: weight: scheduler {scheduling.name!r} ignores weights and "
+            f"this node has no {sibling!r}; traffic is spread evenly"
+        )
+        return SchedulerChoice(
+            scheduling.name, scheduling.flags, (*scheduling.warnings, warning)
+        ), ()
     notice = (
         f"ipvsd.io/topology-mode: weight needs a weighted scheduler; "
         f"using {sibling!r} instead of {scheduling.name!r}"

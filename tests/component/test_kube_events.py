@@ -1,4 +1,4 @@
-"""Warning Events on Services, recorded through the API emulator."""
+"""Warning and Normal Events on Services, recorded through the API emulator."""
 
 from __future__ import annotations
 
@@ -64,6 +64,20 @@ async def test_the_same_warning_is_recorded_once_a_new_one_again(
     assert await recorder.warn(SERVICE, "InvalidAnnotation", [BAD]) == 0
     assert await recorder.warn(SERVICE, "InvalidAnnotation", [BAD, "another"]) == 1
     assert len(await events(client)) == 2
+
+
+async def test_a_notice_is_a_normal_event_recorded_apart_from_warnings(
+    api: tuple[ApiServer, ApiClient],
+) -> None:
+    _server, client = api
+    recorder = EventRecorder(client=client, node_name="node-a")
+    swapped = "ipvsd.io/topology-mode: weight needs a weighted scheduler; using 'wrr'"
+    await recorder.warn(SERVICE, "InvalidAnnotation", [BAD])
+    assert await recorder.notice(SERVICE, "SchedulerSubstituted", [swapped]) == 1
+    assert await recorder.warn(SERVICE, "InvalidAnnotation", [BAD]) == 0  # not forgotten
+    assert await recorder.notice(SERVICE, "SchedulerSubstituted", [swapped]) == 0
+    kinds = sorted((e["type"], e["reason"]) for e in await events(client))
+    assert kinds == [("Normal", "SchedulerSubstituted"), ("Warning", "InvalidAnnotation")]
 
 
 async def test_an_api_failure_is_logged_not_raised(

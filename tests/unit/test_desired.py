@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from ipvsd.dataplane.ipvsadm_format import ServiceRules, rules_lines
 from ipvsd.model.endpoint import Endpoint, EndpointPort, EndpointSlice
 from ipvsd.model.ipvs import Family, Protocol, parse_address
@@ -164,3 +166,93 @@ def test_scheduler_annotation_applies_to_every_server_of_the_service() -> None:
     got = desired_service(svc, [], NODE)
     assert {d.server.scheduler for d in got.virtual_servers} == {"mh"}
     assert table(got)[0] == "-A -t 10.96.0.10:80 -s mh -b mh-port"
+
+
+# --- ipvsd's topology annotations ------------------------------------------------------------
+
+WEIGHTED = (("ipvsd.io/topology-mode", "weight"),)
+ZONED = [
+    EndpointSlice(
+        "default",
+        "echo-abc",
+        REF,
+        Family.INET,
+        (EndpointPort("http", Protocol.TCP, 5678),),
+        (
+            Endpoint(parse_address("10.244.1.5"), node_name="node-a", zone="zone-a"),
+            Endpoint(parse_address("10.244.2.7"), node_name="node-b", zone="zone-a"),
+            Endpoint(parse_address("10.244.3.9"), node_name="node-c", zone="zone-b"),
+        ),
+    )
+]
+
+
+def test_weight_mode_weights_real_servers_and_swaps_rr_for_wrr() -> None:
+    got = desired_service(service(annotations=WEIGHTED), ZONED, NODE)
+    assert table(got) == [
+        "-A -t 10.96.0.10:80 -s wrr",
+        "-a -t 10.96.0.10:80 -r 10.244.1.5:5678 -m -w 100",
+        "-a -t 10.96.0.10:80 -r 10.244.2.7:5678 -m -w 10",
+        "-a -t 10.96.0.10:80 -r 10.244.3.9:5678 -m -w 1",
+    ]
+    assert got.notices == (
+        "ipvsd.io/topology-mode: weight needs a weighted scheduler; using 'wrr' instead of 'rr'",
+    )
+    assert got.warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "used"),
+    [("lc", "wlc"), ("dh", "lblc"), ("sh", "sh"), ("mh", "mh"), ("wlc", "wlc")],
+)
+def test_weight_mode_keeps_schedulers_that_honour_weights(scheduler: str, used: str) -> None:
+    annotations = (*WEIGHTED, ("ipvsd.io/scheduler", scheduler))
+    got = desired_service(service(annotations=annotations), ZONED, NODE)
+    assert {d.server.scheduler for d in got.virtual_servers} == {used}
+    assert bool(got.notices) is (scheduler != used)
+
+
+def test_weight_mode_without_the_weighted_scheduler_warns() -> None:
+    node = replace(NODE, schedulers=frozenset({"rr"}))
+    got = desired_service(service(annotations=WEIGHTED), ZONED, node)
+    assert {d.server.scheduler for d in got.virtual_servers} == {"rr"}
+    assert got.notices == ()
+    assert got.warnings == (
+        "ipvsd.io/topology-mode: weight: scheduler 'rr' ignores weights and this node has no "
+        "'wrr'; traffic is spread evenly",
+    )
+
+
+def test_topology_keys_narrow_every_vip_of_the_port_but_not_local_policies() -> None:
+    keys = (("ipvsd.io/topology-keys", "topology.kubernetes.io/zone"),)
+    got = desired_service(
+        service(
+            type=ServiceType.NODE_PORT,
+            ports=(HTTP,),
+            external_traffic_policy=TrafficPolicy.LOCAL,
+            annotations=keys,
+        ),
+        ZONED,
+        NODE,
+    )
+    assert table(got) == [
+        "-A -t 10.96.0.10:80 -s rr",
+        "-a -t 10.96.0.10:80 -r 10.244.1.5:5678 -m -w 1",
+        "-a -t 10.96.0.10:80 -r 10.244.2.7:5678 -m -w 1",
+        "-A -t 192.168.1.10:30080 -s rr",
+        "-a -t 192.168.1.10:30080 -r 10.244.1.5:5678 -m -w 1",
+    ]
+
+
+def test_invalid_topology_annotations_are_warnings_and_change_nothing() -> None:
+    bad = (("ipvsd.io/topology-keys", "*,x"), ("ipvsd.io/topology-mode", "nearest"))
+    got = desired_service(service(annotations=bad), ZONED, NODE)
+    assert table(got) == table(desired_service(service(), ZONED, NODE))
+    assert len(got.warnings) == 2
+
+
+def test_every_virtual_server_carries_the_selection_it_came_from() -> None:
+    got = desired_service(service(annotations=WEIGHTED), ZONED, NODE)
+    (server,) = got.virtual_servers
+    assert server.selection is not None
+    assert [c.weight for c in server.selection.chosen] == [r.weight for r in server.real_servers]

@@ -63,6 +63,20 @@ def test_node_change_asks_for_a_full_sync() -> None:
     assert tracker.take().full
 
 
+def test_other_nodes_matter_only_when_they_come_go_or_relabel() -> None:
+    tracker = ChangeTracker()
+    tracker.take()
+    zone_a = Node("b", (("topology.kubernetes.io/zone", "a"),))
+    tracker.nodes.on_update(zone_a, Node("b", zone_a.labels, deleting=False))
+    assert not tracker.has_work  # a status-only update
+    tracker.nodes.on_update(zone_a, Node("b", (("topology.kubernetes.io/zone", "b"),)))
+    assert tracker.take().full
+    tracker.nodes.on_add(Node("c"))
+    assert tracker.take().full
+    tracker.nodes.on_delete(Node("c"))
+    assert tracker.take().full
+
+
 def test_work_given_back_after_a_failed_sync_is_not_lost() -> None:
     tracker = ChangeTracker()
     tracker.take()
