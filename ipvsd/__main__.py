@@ -13,6 +13,7 @@ from ipvsd import __version__
 from ipvsd.app import run
 from ipvsd.cli import parse_args
 from ipvsd.config import ConfigError
+from ipvsd.explain import ExplainError, explain
 
 log = logging.getLogger("ipvsd")
 
@@ -38,13 +39,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.warning("%s", warning)
     for note in parsed.notes:
         log.info("%s", note)
-    if parsed.command == "explain":
-        print(
-            "ipvsd explain is not implemented yet (it comes with the topology work); "
-            "`ipvsd --dry-run --hostname-override NODE` prints the table a node would get",
-            file=sys.stderr,
-        )
-        return 2
+    if parsed.command == "explain" and parsed.explain is not None:
+        try:
+            print(uvloop.run(explain(parsed.config, parsed.explain)), end="")
+        except ExplainError as error:
+            print(f"ipvsd explain: {error}", file=sys.stderr)
+            return 1
+        return 0
     try:
         return uvloop.run(run(parsed.config))
     except KeyboardInterrupt:

@@ -1,0 +1,133 @@
+"""`ipvsd explain` end to end: the real command against the API emulator, no root, no kernel."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from ipvsd.testing.apiserver import ApiServer
+from tests.component.apiserver_support import endpoint, endpoint_slice, node, service
+
+
+def echo(annotations: dict[str, str], **spec: Any) -> dict[str, Any]:
+    document = service("echo", clusterIP="10.96.0.10", **spec)
+    document["metadata"]["annotations"] = annotations
+    return document
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[ApiServer]:
+    async with ApiServer() as running:
+        store = running.store
+        store.create(node("node-a", zone="zone-a"))
+        store.create(node("node-b", zone="zone-a"))
+        store.create(node("node-c", zone="zone-b"))
+        store.create(node("node-d", zone="zone-a"))  # no endpoint of its own
+        store.create(
+            endpoint_slice(
+                "echo-1",
+                "echo",
+                [
+                    endpoint("10.244.1.5", node="node-a", zone="zone-a"),
+                    endpoint("10.244.2.7", node="node-b", zone="zone-a"),
+                    endpoint("10.244.3.9", node="node-c", zone="zone-b"),
+                    endpoint("10.244.3.10", node="node-c", zone="zone-b", ready=False),
+                ],
+            )
+        )
+        yield running
+
+
+async def ipvsd(server: ApiServer, *argv: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "ipvsd",
+        "--kubeconfig",
+        str(server.kubeconfig_path),
+        *argv,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_weight_mode_explained_endpoint_by_endpoint(server: ApiServer) -> None:
+    server.store.create(
+        echo({"ipvsd.io/topology-mode": "weight", "ipvsd.io/topology-weights": "node=3,zone=2"})
+    )
+    code, out, err = await ipvsd(server, "explain", "echo", "--node", "node-a")
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        "Service default/echo on node node-a (zone zone-a)",
+        "  scheduler: wrr; trafficDistribution: (none); topology source: hints",
+        "  note: ipvsd.io/topology-mode: weight needs a weighted scheduler; "
+        "using 'wrr' instead of 'rr'",
+        "port 80/TCP",
+        "  virtual servers: TCP 10.96.0.10:80 (ClusterIP)",
+        "  real servers: weights node=3,zone=2,other=1 (ipvsd.io/topology-mode: weight)",
+        "    + 10.244.1.5:8080              weight 3   ready, on this node (node weight 3)",
+        "    + 10.244.2.7:8080              weight 2   ready, in this node's zone zone-a "
+        "(zone weight 2)",
+        "    + 10.244.3.9:8080              weight 1   ready, in node node-c (zone zone-b) "
+        "(other weight 1)",
+        "    - 10.244.3.10:8080                        not ready",
+    ]
+
+
+async def test_strict_topology_keys_say_why_nothing_is_left(server: ApiServer) -> None:
+    server.store.create(echo({"ipvsd.io/topology-keys": "kubernetes.io/hostname"}))
+    server.store.patch(
+        "endpointslices",
+        "echo-1",
+        {"endpoints": [endpoint("10.244.3.9", node="node-c", zone="zone-b")]},
+    )
+    code, out, _ = await ipvsd(server, "explain", "default/echo", "--node", "node-b")
+    assert code == 0
+    assert (
+        "  real servers: ipvsd.io/topology-keys=kubernetes.io/hostname: no key matched and "
+        "there is no '*', so no real servers (dropped)"
+    ) in out.splitlines()
+    assert "    - 10.244.3.9:8080" in out
+    assert "no topology key matched this node and there is no '*'" in out
+
+
+async def test_spec_source_explains_derived_hints_and_their_fallback(server: ApiServer) -> None:
+    server.store.create(echo({}, trafficDistribution="PreferSameNode"))
+    code, out, _ = await ipvsd(
+        server, "explain", "echo", "--node", "node-d", "--topology-source", "spec"
+    )
+    assert code == 0
+    lines = out.splitlines()
+    assert (
+        "  real servers: hints derived from spec.trafficDistribution: PreferSameZone, "
+        "zone zone-a (fallback: no endpoint is hinted for this node)"
+    ) in lines
+    assert any(line.startswith("    + 10.244.1.5:8080") for line in lines)
+    assert any(
+        line.startswith("    - 10.244.3.9:8080")
+        and line.endswith("hinted for zone zone-b, not zone-a")
+        for line in lines
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("explain", "nope", "--node", "node-a"), "ipvsd explain: Service default/nope not found"),
+        (("explain", "echo", "--node", "node-z"), "ipvsd explain: node 'node-z' not found"),
+    ],
+)
+async def test_what_cannot_be_explained_says_so(
+    server: ApiServer, argv: tuple[str, ...], message: str
+) -> None:
+    server.store.create(echo({}))
+    code, out, err = await ipvsd(server, *argv)
+    assert (code, out) == (1, "")
+    assert message in err
