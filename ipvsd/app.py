@@ -210,6 +210,12 @@ async def run(config: ProxyConfig) -> int:
                 own_node=lambda: _own_node(informers),
                 nodes=_nodes(informers),
             )
+            metrics.read_topology_from(
+                lambda: (
+                    (ref, d.real_servers_by_proximity(), d.topology_fallback)
+                    for ref, d in syncer.programmed.items()
+                )
+            )
             loop = _SyncLoop(
                 syncer,
                 tracker,

@@ -40,7 +40,12 @@ from ipvsd.plan.context import NodeContext
 from ipvsd.plan.scheduling import SchedulerChoice, choose_scheduler, weighted_scheduler
 from ipvsd.plan.selection import PortSelection, select_port
 from ipvsd.plan.topology import PortPolicy
-from ipvsd.plan.topology_annotations import TopologyHandling, TopologyPolicy, topology_policy
+from ipvsd.plan.topology_annotations import (
+    Proximity,
+    TopologyHandling,
+    TopologyPolicy,
+    topology_policy,
+)
 
 __all__ = ["DesiredService", "DesiredVirtualServer", "NodeContext", "VipKind", "desired_service"]
 
@@ -74,6 +79,23 @@ class DesiredService:
     bound_addresses: tuple[IPAddress, ...] = ()
     warnings: tuple[str, ...] = ()
     notices: tuple[str, ...] = ()  # worth a log line and a Normal Event, not a warning
+
+    def real_servers_by_proximity(self) -> dict[str, int]:
+        """Distinct real servers over every virtual server, counted by proximity name."""
+        seen = {
+            (chosen.backend.address, chosen.backend.port): chosen.proximity.value
+            for d in self.virtual_servers
+            if d.selection is not None
+            for chosen in d.selection.chosen
+        }
+        counts = dict.fromkeys((p.value for p in Proximity), 0)
+        for proximity in seen.values():
+            counts[proximity] += 1
+        return counts
+
+    @property
+    def topology_fallback(self) -> bool:
+        return any(d.selection is not None and d.selection.fallback for d in self.virtual_servers)
 
 
 def desired_service(

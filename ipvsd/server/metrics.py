@@ -6,7 +6,8 @@ dashboards and alerts written for kube-proxy's IPVS mode keep working. They carr
 `ip_family` label: kube-proxy 1.33 added one because it runs one proxier per family, while
 one ipvsd sync covers both families, and repeating each observation per family would double
 every count. `ipvsd_*` metrics are ipvsd's own: sync errors, kernel
-operations, and per-virtual-server IPVS traffic read from the kernel's own counters.
+operations, per-virtual-server IPVS traffic read from the kernel's own counters, and per-Service
+topology (real servers by proximity, fallback in effect).
 
 Everything lives in a registry owned by one ProxyMetrics, never the process-wide default, so
 each test (and each app instance) sees only its own values. Callers never touch metric
@@ -22,7 +23,7 @@ from types import MappingProxyType
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
 from prometheus_client import disable_created_metrics as _disable_created_metrics
-from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ipvsd.model.ipvs import (
@@ -74,6 +75,11 @@ _OPERATION_NAMES: Mapping[type, str] = MappingProxyType(
 
 IpvsSnapshot = Mapping[ServiceKey, tuple[ServiceRef, str, Stats]]
 """Virtual server → (its Service, the Service port's name, the kernel's counters)."""
+
+PROXIMITIES = ("node", "zone", "other")
+ServiceTopology = tuple[ServiceRef, Mapping[str, int], bool]
+"""A Service, its real servers counted by proximity (node / zone / other), fallback or not."""
+TopologySource = Callable[[], Iterable[ServiceTopology]]
 
 
 class ProxyMetrics:
@@ -160,6 +166,8 @@ class ProxyMetrics:
         )
         self._traffic = IpvsTrafficCollector()
         r.register(self._traffic)
+        self._topology = TopologyCollector()
+        r.register(self._topology)
         ProcessCollector(registry=r)
 
     # --- the sync loop -------------------------------------------------------------------------
@@ -210,6 +218,10 @@ class ProxyMetrics:
     def kernel_operation(self, op: str, count: int = 1) -> None:
         """Other kernel operations (e.g. "bind_address", "nftables_replace"), by a fixed name."""
         self._kernel_operations.labels(op=op).inc(count)
+
+    def read_topology_from(self, source: TopologySource) -> None:
+        """Where each scrape reads the per-Service topology figures (the syncer's plan)."""
+        self._topology.source = source
 
     def set_ipvs_snapshot(self, snapshot: IpvsSnapshot) -> None:
         """The latest IPVS dump's counters for the virtual servers ipvsd programs."""
@@ -286,3 +298,40 @@ def _traffic_labels(key: ServiceKey, service: ServiceRef, port_name: str) -> lis
         str(key.address),
         str(key.port),
     ]
+
+
+class TopologyCollector(Collector):
+    """Per Service: how many real servers are on this node, in its zone, elsewhere, and whether
+    a topology fallback is in effect. Computed from the programmed plan at scrape time, so a
+    sync pays nothing for it and a deleted Service disappears with the plan."""
+
+    def __init__(self) -> None:
+        self.source: TopologySource = tuple
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families())
+
+    def collect(self) -> Iterable[Metric]:
+        servers, fallback = self._families()
+        for ref, counts, fell_back in self.source():
+            for proximity in PROXIMITIES:
+                servers.add_metric([ref.namespace, ref.name, proximity], counts.get(proximity, 0))
+            fallback.add_metric([ref.namespace, ref.name], 1.0 if fell_back else 0.0)
+        return [servers, fallback]
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        return (
+            GaugeMetricFamily(
+                "ipvsd_service_real_servers",
+                "Distinct real servers of a Service on this node, by proximity to the node "
+                "(node, zone, other)",
+                labels=("namespace", "service", "proximity"),
+            ),
+            GaugeMetricFamily(
+                "ipvsd_service_topology_fallback",
+                "1 when a topology preference of the Service (hints, trafficDistribution, "
+                "topology keys, weights) cannot be met at its first level on this node",
+                labels=("namespace", "service"),
+            ),
+        )

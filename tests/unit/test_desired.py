@@ -256,3 +256,12 @@ def test_every_virtual_server_carries_the_selection_it_came_from() -> None:
     (server,) = got.virtual_servers
     assert server.selection is not None
     assert [c.weight for c in server.selection.chosen] == [r.weight for r in server.real_servers]
+
+
+def test_real_servers_are_counted_once_by_proximity_for_metrics() -> None:
+    nodeport = service(type=ServiceType.NODE_PORT, ports=(HTTP,), annotations=WEIGHTED)
+    got = desired_service(nodeport, ZONED, NODE)  # two virtual servers, same real servers
+    assert got.real_servers_by_proximity() == {"node": 1, "zone": 1, "other": 1}
+    assert not got.topology_fallback
+    only_remote = [replace(ZONED[0], endpoints=ZONED[0].endpoints[2:])]
+    assert desired_service(nodeport, only_remote, NODE).topology_fallback

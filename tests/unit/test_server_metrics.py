@@ -187,3 +187,17 @@ def test_registries_are_isolated() -> None:
     first, second = ProxyMetrics(), ProxyMetrics()
     first.sync_error("ipvs")
     assert second.registry.get_sample_value("ipvsd_sync_errors_total", {"kind": "ipvs"}) is None
+
+
+def test_topology_figures_are_read_from_the_plan_at_scrape_time(metrics: ProxyMetrics) -> None:
+    plan = [(WEB, {"node": 1, "zone": 2, "other": 3}, True)]
+    metrics.read_topology_from(lambda: plan)
+    labels = {"namespace": "shop", "service": "web"}
+    got = {
+        p: value(metrics, "ipvsd_service_real_servers", **labels, proximity=p)
+        for p in ("node", "zone", "other")
+    }
+    assert got == {"node": 1.0, "zone": 2.0, "other": 3.0}
+    assert value(metrics, "ipvsd_service_topology_fallback", **labels) == 1.0
+    plan.clear()  # the Service is gone from the plan: its series go too
+    assert value(metrics, "ipvsd_service_topology_fallback", **labels) is None
