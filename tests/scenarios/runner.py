@@ -85,6 +85,7 @@ def _feed(tracker: ChangeTracker, before: ClusterState, after: ClusterState) -> 
     for events, old_items, new_items in (
         (tracker.services, before.services, after.services),
         (tracker.endpoint_slices, before.slices, after.slices),
+        (tracker.nodes, before.nodes, after.nodes),
     ):
         handler: Any = events
         for key in old_items.keys() - new_items.keys():
@@ -120,6 +121,7 @@ async def run_scenario(
     """Replay scenario `name` as node `node`; (expected file, actual table) per step."""
     tracker = ChangeTracker()
     state = ClusterState()
+    nodes: dict[str, Node] = {}  # every Node, as the all-Nodes informer's store
     syncer = Syncer(
         ipvs=kernel.ipvs,
         addresses=kernel.addresses,
@@ -133,12 +135,15 @@ async def run_scenario(
         services=lambda: list(state.services.values()),
         slices_of=lambda ref: tracker.slices_of(ref).values(),
         own_node=lambda: state.nodes.get(node),
+        nodes=nodes,
     )
     results = []
     for step in steps_of(name):
         new = load_step(step)
         _feed(tracker, state, new)
         state = new
+        nodes.clear()
+        nodes.update(new.nodes)
         pending = tracker.take()
         await syncer.sync(full=pending.full, services=pending.services)
         expected = SCENARIOS / name / "expected" / step.stem / f"{node}.txt"
