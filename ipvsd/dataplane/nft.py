@@ -1,9 +1,12 @@
-"""ipvsd's nftables table: fixed rules, Service-dependent sets, replaced in one transaction.
+"""ipvsd's nftables table: fixed rules, Service-dependent sets, changed in one transaction.
 
 `render(firewall)` writes the whole table as an `nft -f` script that first deletes the old
 table, so the kernel swaps old for new atomically (one netlink transaction): no moment without
-rules, and nothing of the previous generation survives. kube-proxy's iptables/ipset mode ran an
-`ipset` command per changed entry, a known cause of slow syncs (#133773).
+rules, and nothing of the previous generation survives. Full syncs do that. Between them, a
+change adds and deletes only the set elements that changed (`render_changes`), also in one
+`nft -f` transaction: at 10,000 Services the whole table is 100,000 elements, and rendering and
+loading it took most of a change's time. kube-proxy's iptables/ipset mode ran an `ipset`
+command per changed entry, a known cause of slow syncs (#133773).
 
 Hook priorities matter with IPVS: it takes packets for a VIP in LOCAL_IN at priority 99 (and
 locally generated ones in LOCAL_OUT at -99), so the filters that must see a packet before IPVS
@@ -15,12 +18,14 @@ The masquerade mark is 0x4000, kube-proxy's, so a node can be migrated without s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address, IPv4Network
+from typing import Any
 
 from ipvsd.model.ipvs import IPAddress, Protocol
 from ipvsd.model.service import IPNetwork
 from ipvsd.plan.firewall import Firewall
+from ipvsd.plan.firewall_ledger import FirewallChanges
 
 TABLE = "ipvsd"
 MASQUERADE_MARK = 0x4000
@@ -42,47 +47,75 @@ def _set(name: str, kind: str, elements: Iterable[str], *, interval: bool = Fals
     return f"\tset {name} {{\n\t\ttype {kind}\n{flags}{body}\t}}\n"
 
 
-def _family_sets(firewall: Firewall, v4: bool) -> str:
+def _vip_port(element: tuple[IPAddress, int, int]) -> str:
+    address, protocol, port = element
+    return f"{address} . {_PROTOCOL_NAMES[protocol]} . {port}"
+
+
+def _hairpin(element: tuple[IPAddress, int, int]) -> str:
+    address, protocol, port = element
+    return f"{address} . {_PROTOCOL_NAMES[protocol]} . {port} . {address}"
+
+
+def _lb_allowed(element: tuple[IPAddress, int, int, IPNetwork]) -> str:
+    address, protocol, port, network = element
+    return f"{address} . {_PROTOCOL_NAMES[protocol]} . {port} . {network}"
+
+
+# Per `Firewall` field: the nft sets it fills (one per family when it holds addresses), their
+# element type, interval flag, and how one element is written.
+_FAMILY_SETS: tuple[tuple[str, str, bool, Callable[[Any], str]], ...] = (
+    ("vips", "{addr}", False, str),
+    ("vip_ports", "{addr} . inet_proto . inet_service", False, _vip_port),
+    ("cluster_ip_ports", "{addr} . inet_proto . inet_service", False, _vip_port),
+    ("masquerade_ports", "{addr} . inet_proto . inet_service", False, _vip_port),
+    ("lb_restricted", "{addr} . inet_proto . inet_service", False, _vip_port),
+    ("hairpin", "{addr} . inet_proto . inet_service . {addr}", False, _hairpin),
+    ("lb_allowed", "{addr} . inet_proto . inet_service . {addr}", True, _lb_allowed),
+)
+
+
+def _family_elements(firewall: Firewall) -> dict[str, list[str]]:
+    """nft set name (e.g. `hairpin4`) → its elements written as nft writes them."""
+    out: dict[str, list[str]] = {}
+    for name, _kind, _interval, write in _FAMILY_SETS:
+        v4, v6 = out.setdefault(f"{name}4", []), out.setdefault(f"{name}6", [])
+        for element in getattr(firewall, name):
+            address = element if name == "vips" else element[0]
+            (v4 if isinstance(address, IPv4Address) else v6).append(write(element))
+    return out
+
+
+def _other_elements(firewall: Firewall) -> dict[str, list[str]]:
+    return {
+        "node_ports": [f"{_proto(p)} . {port}" for p, port in firewall.node_ports],
+        "health_check_ports": [str(port) for port in firewall.health_check_ports],
+    }
+
+
+def _family_sets(firewall: Firewall, elements: dict[str, list[str]], v4: bool) -> str:
     n, addr = ("4", "ipv4_addr") if v4 else ("6", "ipv6_addr")
+    declared = [
+        _set(f"{name}{n}", kind.format(addr=addr), elements[f"{name}{n}"], interval=interval)
+        for name, kind, interval, _write in _FAMILY_SETS
+    ]
+    cidrs = [str(net) for net in firewall.config.cluster_cidrs if _is_v4(net) == v4]
+    declared.append(_set(f"cluster_cidrs{n}", addr, cidrs, interval=True))
+    return "".join(declared)
 
-    def mine(value: IPAddress | IPNetwork) -> bool:
-        return _is_v4(value) == v4
 
-    vip_port = f"{addr} . inet_proto . inet_service"
-
-    def elements(items: Iterable[tuple[IPAddress, int, int]]) -> list[str]:
-        return [f"{a} . {_proto(p)} . {port}" for a, p, port in items if mine(a)]
-
-    return "".join(
-        [
-            _set(f"vips{n}", addr, [str(a) for a in firewall.vips if mine(a)]),
-            _set(f"vip_ports{n}", vip_port, elements(firewall.vip_ports)),
-            _set(f"cluster_ip_ports{n}", vip_port, elements(firewall.cluster_ip_ports)),
-            _set(f"masquerade_ports{n}", vip_port, elements(firewall.masquerade_ports)),
-            _set(f"lb_restricted{n}", vip_port, elements(firewall.lb_restricted)),
-            _set(
-                f"hairpin{n}",
-                f"{vip_port} . {addr}",
-                [f"{a} . {_proto(p)} . {port} . {a}" for a, p, port in firewall.hairpin if mine(a)],
-            ),
-            _set(
-                f"lb_allowed{n}",
-                f"{vip_port} . {addr}",
-                [
-                    f"{a} . {_proto(p)} . {port} . {net}"
-                    for a, p, port, net in firewall.lb_allowed
-                    if mine(a)
-                ],
-                interval=True,
-            ),
-            _set(
-                f"cluster_cidrs{n}",
-                addr,
-                [str(net) for net in firewall.config.cluster_cidrs if mine(net)],
-                interval=True,
-            ),
-        ]
-    )
+def render_changes(changes: FirewallChanges) -> str:
+    """The `nft -f` script that deletes and adds exactly `changes`' elements, in one
+    transaction: either every element changes or, if nft refuses one, none does."""
+    lines: list[str] = []
+    for verb, firewall in (("delete", changes.removed), ("add", changes.added)):
+        elements = {**_family_elements(firewall), **_other_elements(firewall)}
+        lines.extend(
+            f"{verb} element inet {TABLE} {name} {{ {', '.join(sorted(items))} }}\n"
+            for name, items in elements.items()
+            if items
+        )
+    return "".join(lines)
 
 
 def _mark_rules(firewall: Firewall, v4: bool) -> list[str]:
@@ -118,8 +151,8 @@ def render(firewall: Firewall) -> str:
     """The `nft -f` script that replaces ipvsd's table with the one `firewall` describes."""
     mark = f"meta mark set meta mark | {MASQUERADE_MARK:#x}"
     is_marked = f"meta mark & {MASQUERADE_MARK:#x} == {MASQUERADE_MARK:#x}"
-    ports = [f"{_proto(p)} . {port}" for p, port in firewall.node_ports]
-    health = [str(port) for port in firewall.health_check_ports]
+    elements = _family_elements(firewall)
+    other = _other_elements(firewall)
     masquerade_marks = [
         *_mark_rules(firewall, True),
         *_mark_rules(firewall, False),
@@ -128,10 +161,10 @@ def render(firewall: Firewall) -> str:
     unmark = f"meta mark set meta mark & {~MASQUERADE_MARK & 0xFFFFFFFF:#x}"
     body = "".join(
         [
-            _family_sets(firewall, True),
-            _family_sets(firewall, False),
-            _set("node_ports", "inet_proto . inet_service", ports),
-            _set("health_check_ports", "inet_service", health),
+            _family_sets(firewall, elements, True),
+            _family_sets(firewall, elements, False),
+            _set("node_ports", "inet_proto . inet_service", other["node_ports"]),
+            _set("health_check_ports", "inet_service", other["health_check_ports"]),
             _chain("mark_for_masquerade", masquerade_marks),
             _chain("prerouting", ["jump mark_for_masquerade"],
                    hook="type filter hook prerouting priority mangle; policy accept;"),
@@ -178,7 +211,7 @@ async def run_nft(script: str, *args: str) -> str:
 
 
 class NftFirewall:
-    """Applies a `Firewall` to the kernel, skipping the call when nothing changed."""
+    """Applies a `Firewall` to the kernel: whole (`apply`) or as element changes (`update`)."""
 
     def __init__(self) -> None:
         self._applied: Firewall | None = None
@@ -190,6 +223,14 @@ class NftFirewall:
         await run_nft(render(firewall))
         self._applied = firewall
         return True
+
+    async def update(self, changes: FirewallChanges) -> None:
+        """Add and delete set elements in one transaction. nft refuses the whole script if the
+        table is not as `changes` assumes (an element to delete is missing, the table is gone):
+        NftError, and the caller replaces the table with `apply`."""
+        self._applied = None  # no longer known without rebuilding it: the next apply replaces
+        if not changes.empty:
+            await run_nft(render_changes(changes))
 
     async def cleanup(self) -> None:
         await run_nft(cleanup_script())

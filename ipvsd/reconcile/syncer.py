@@ -4,7 +4,14 @@ A *full* sync (the first one, the periodic check, a Node change) plans every Ser
 the whole IPVS table and diffs it under the ownership rule, so anything stale from a previous
 run or from kube-proxy is corrected and every attribute is reset (a restart never leaves real
 servers stuck at weight 0). A *partial* sync plans only the changed Services and reads only
-their virtual servers: one Service's change touches only that Service's kernel objects.
+their virtual servers: one Service's change touches only that Service's kernel objects, and
+costs time in proportion to that Service, not to the cluster. For that the syncer keeps, between
+syncs, what the last full sync learnt of the host (its addresses, the node's context), how many
+Services want each bound address, who owns each virtual server (`claims`) and each Service's
+firewall share (`plan.firewall_ledger`); a partial sync updates them for the changed Services
+only and sends the firewall as element changes. The periodic full sync rebuilds all of it from
+the kernel and the informers, so drift (an address removed by hand, a new node address) is
+corrected within one sync period; after a failed sync the next one is full.
 
 Order: VIPs are bound and the firewall sets updated before virtual servers need them, then
 IPVS is changed, and addresses nothing needs any more are unbound last. Kernel refusals are
@@ -13,7 +20,6 @@ logged per object and counted; they never stop the sync nor affect other Service
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -43,8 +49,10 @@ from ipvsd.model.service import IPNetwork, Service, ServiceRef
 from ipvsd.plan.desired import DesiredService, NodeContext, VipKind, desired_service
 from ipvsd.plan.diff import Endpoint, diff_service, diff_tables
 from ipvsd.plan.firewall import Firewall, FirewallConfig, firewall_for
+from ipvsd.plan.firewall_ledger import FirewallChanges, FirewallLedger
 from ipvsd.plan.ownership import DEFAULT_NODE_PORT_RANGE, Ownership
 from ipvsd.plan.scheduling import KNOWN_SCHEDULERS
+from ipvsd.reconcile.claims import Claims
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +60,13 @@ log = logging.getLogger(__name__)
 class FirewallPort(Protocol):
     """What the syncer needs of the nftables adapter (`dataplane.nft.NftFirewall`)."""
 
-    async def apply(self, firewall: Firewall) -> bool: ...
+    async def apply(self, firewall: Firewall) -> bool:
+        """Make the table exactly `firewall` (True if anything was done)."""
+        ...
+
+    async def update(self, changes: FirewallChanges) -> None:
+        """Add and delete set elements; raise if the table is not as `changes` assumes."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +110,11 @@ class Syncer:
         slices_of: Callable[[ServiceRef], Iterable[EndpointSlice]],
         own_node: Callable[[], Node | None],
         nodes: Mapping[str, Node] | None = None,
+        service_of: Callable[[ServiceRef], Service | None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`services` lists every Service (full syncs); `service_of` finds one (partial syncs;
+        without it they search `services`, which costs time in proportion to the cluster)."""
         self._ipvs = ipvs
         self._addresses = addresses
         self._firewall = firewall
@@ -106,11 +123,20 @@ class Syncer:
         self._slices_of = slices_of
         self._own_node = own_node
         self._nodes = nodes
+        self._service_of = service_of or self._search
         self._clock = clock
         self.programmed: dict[ServiceRef, DesiredService] = {}
         self._services_by_ref: dict[ServiceRef, Service] = {}
         self._drains: dict[tuple[ServiceKey, Endpoint], float] = {}
         self.last_dump: list[ObservedVirtualServer] = []  # from the latest full sync
+        # Kept between syncs so that a partial one works in proportion to its Services:
+        self._node: NodeContext | None = None  # as of the last full sync (a Node change is one)
+        self._elsewhere: frozenset[IPAddress] = frozenset()  # host addresses not on the device
+        self._on_device: set[IPAddress] = set()  # bound by us or found on the device
+        self._wanted: dict[IPAddress, int] = {}  # bound address → Services that want it
+        self._claims = Claims()
+        self._ledger = FirewallLedger(settings.firewall)
+        self._failed = False  # the state above is unreliable: the next sync is full
 
     # --- planning -----------------------------------------------------------------------------
 
@@ -141,16 +167,24 @@ class Syncer:
     # --- syncing ------------------------------------------------------------------------------
 
     async def sync(self, *, full: bool, services: Iterable[ServiceRef] = ()) -> SyncReport:
+        try:
+            if full or self._failed:
+                return await self._full()
+            return await self._partial(frozenset(services))
+        except BaseException:
+            self._failed = True
+            raise
+
+    def _search(self, ref: ServiceRef) -> Service | None:
+        return next((s for s in self._services() if s.ref == ref), None)
+
+    async def _full(self) -> SyncReport:
         host = await self._addresses.host_addresses()
         node = self.node_context(host)
-        if full:
-            return await self._full(node, host)
-        return await self._partial(frozenset(services), node, host)
-
-    async def _full(self, node: NodeContext, host: list[tuple[IPAddress, str]]) -> SyncReport:
         current = {service.ref: service for service in self._services()}
-        planned = {ref: self.plan(service, node) for ref, service in current.items()}
-        planned = _without_conflicts(planned)
+        planned = self._claims.resolve_all(
+            {ref: self.plan(service, node) for ref, service in current.items()}
+        )
         table = {
             d.server.key: (d.server, d.real_servers)
             for desired in planned.values()
@@ -167,17 +201,28 @@ class Syncer:
         self.last_dump = observed
         self._drains = {k: v for k, v in self._drains.items() if k[0] in table}
         ops = diff_tables(table, observed, owns=ownership.owns, drain_expired=self._drain_expired)
-        await self._update_firewall(planned, current)  # masquerade ready before traffic flows
+        parts = {ref: self._firewall_part(current[ref], d) for ref, d in planned.items()}
+        await self._firewall.apply(self._ledger.reset(parts))  # masquerade ready before traffic
         failures = await self._apply(ops)
         self.programmed = planned
         self._services_by_ref = current
         await self._addresses.unbind(bound_before - wanted)
+        self._node, self._on_device = node, set(wanted)
+        self._elsewhere = frozenset(a for a, name in host if name != self.settings.device)
+        self._wanted = {}
+        for desired in planned.values():
+            self._count_addresses(desired.bound_addresses, +1)
+        self._failed = False
         return self._report(True, planned, ops, failures)
 
-    async def _partial(
-        self, refs: frozenset[ServiceRef], node: NodeContext, host: list[tuple[IPAddress, str]]
-    ) -> SyncReport:
-        services = {service.ref: service for service in self._services() if service.ref in refs}
+    async def _partial(self, refs: frozenset[ServiceRef]) -> SyncReport:
+        if self._node is None:  # no full sync yet: nothing is programmed, learn the host now
+            host = await self._addresses.host_addresses()
+            self._node = self.node_context(host)
+            self._on_device = {a for a, name in host if name == self.settings.device}
+            self._elsewhere = frozenset(a for a, name in host if name != self.settings.device)
+        node = self._node
+        services = {ref: s for ref in refs if (s := self._service_of(ref)) is not None}
         planned = dict(self.programmed)
         for ref in refs:
             service = services.get(ref)
@@ -185,20 +230,62 @@ class Syncer:
                 planned.pop(ref, None)
             else:
                 planned[ref] = self.plan(service, node)
-        planned = _without_conflicts(planned)
-        bound_before, wanted = await self._bind(planned, host)
+        planned, losers = self._claims.resolve(planned, refs, previous=self.programmed)
+        newly, unwanted = self._recount_addresses(refs, planned)
+        await self._addresses.ensure_device()
+        await self._addresses.bind(sorted(newly, key=_address_order))
+        self._on_device |= newly
         ops: list[Operation] = []
         for ref in sorted(refs):
             ops.extend(await self._service_ops(self.programmed.get(ref), planned.get(ref)))
-        current = {r: s for r, s in self._services_by_ref.items() if r not in refs}
+        current = dict(self._services_by_ref)
+        for ref in refs:
+            current.pop(ref, None)
         current.update(services)
-        await self._update_firewall(planned, current)  # masquerade ready before traffic flows
+        for ref in refs | losers:
+            desired = planned.get(ref)
+            self._ledger.set_part(
+                ref, None if desired is None else self._firewall_part(current[ref], desired)
+            )
+        await self._update_firewall()  # masquerade ready before traffic flows
         failures = await self._apply(ops)
         self.programmed = planned
         self._services_by_ref = current
-        await self._addresses.unbind(bound_before - wanted)
+        await self._addresses.unbind(sorted(unwanted, key=_address_order))
+        self._on_device -= unwanted
         changed = {ref: planned[ref] for ref in refs if ref in planned}
         return self._report(False, changed, ops, failures)
+
+    def _count_addresses(self, addresses: Iterable[IPAddress], step: int) -> set[IPAddress]:
+        """Count Services per address; returns the addresses whose count went to or from 0."""
+        flipped = set()
+        for address in addresses:
+            count = self._wanted.get(address, 0) + step
+            if count:
+                self._wanted[address] = count
+            else:
+                del self._wanted[address]
+            if count == (1 if step > 0 else 0):
+                flipped.add(address)
+        return flipped
+
+    def _recount_addresses(
+        self, refs: frozenset[ServiceRef], planned: Mapping[ServiceRef, DesiredService]
+    ) -> tuple[set[IPAddress], set[IPAddress]]:
+        """(addresses to bind, addresses to unbind) after the changed Services' new plans.
+        Addresses on another interface stay there (the host answers for them anyway)."""
+        gone: set[IPAddress] = set()
+        came: set[IPAddress] = set()
+        for ref in refs:
+            before, after = self.programmed.get(ref), planned.get(ref)
+            gone |= self._count_addresses(before.bound_addresses if before else (), -1)
+            came |= self._count_addresses(after.bound_addresses if after else (), +1)
+        newly = {a for a in came - gone if a not in self._elsewhere and a not in self._on_device}
+        unwanted = {a for a in gone - came if a in self._on_device}
+        return newly, unwanted
+
+    def _firewall_part(self, service: Service, desired: DesiredService) -> Firewall:
+        return firewall_for([(service, desired)], self.settings.firewall)
 
     async def _service_ops(
         self, before: DesiredService | None, after: DesiredService | None
@@ -252,13 +339,19 @@ class Syncer:
             log.error("kernel refused: %s", failure)
         return failures
 
-    async def _update_firewall(
-        self, planned: Mapping[ServiceRef, DesiredService], services: Mapping[ServiceRef, Service]
-    ) -> None:
-        """Firewall sets first, IPVS after: a new port is masqueraded from its first packet,
-        and a removed port only loses rules its Service no longer needs."""
-        pairs = [(services[ref], desired) for ref, desired in planned.items() if ref in services]
-        await self._firewall.apply(firewall_for(pairs, self.settings.firewall))
+    async def _update_firewall(self) -> None:
+        """The changed Services' set elements, added and deleted in one transaction. Firewall
+        sets first, IPVS after: a new port is masqueraded from its first packet, and a removed
+        port only loses rules its Service no longer needs. If nft refuses (the table was
+        changed behind ipvsd's back), the table is replaced whole."""
+        changes = self._ledger.take_changes()
+        if changes.empty:
+            return
+        try:
+            await self._firewall.update(changes)
+        except Exception as error:  # the table is not what the ledger assumed
+            log.warning("firewall update refused (%s); replacing the table", error)
+            await self._firewall.apply(self._ledger.snapshot())
 
     def _drain_expired(self, key: ServiceKey, endpoint: Endpoint) -> bool:
         started = self._drains.setdefault((key, endpoint), self._clock())
@@ -340,26 +433,5 @@ def node_port_addresses(
     return tuple(sorted(found, key=lambda a: (a.version, int(a))))
 
 
-def _without_conflicts(
-    planned: Mapping[ServiceRef, DesiredService],
-) -> dict[ServiceRef, DesiredService]:
-    """Drop virtual servers that another Service (earlier by namespace/name) already claims."""
-    claimed: dict[ServiceKey, ServiceRef] = {}
-    result: dict[ServiceRef, DesiredService] = {}
-    for ref in sorted(planned):
-        desired = planned[ref]
-        kept = []
-        for entry in desired.virtual_servers:
-            owner = claimed.setdefault(entry.server.key, ref)
-            if owner == ref:
-                kept.append(entry)
-            else:
-                log.warning(
-                    "Service %s: %s is already used by %s; skipped", ref, entry.server.key, owner
-                )
-        result[ref] = (
-            desired
-            if len(kept) == len(desired.virtual_servers)
-            else dataclasses.replace(desired, virtual_servers=tuple(kept))
-        )
-    return result
+def _address_order(address: IPAddress) -> tuple[int, int]:
+    return (address.version, int(address))

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from dataclasses import replace
 from ipaddress import ip_network
 
 import pytest
 
-from ipvsd.dataplane.nft import cleanup_script, render
+from ipvsd.dataplane.nft import cleanup_script, render, render_changes
 from ipvsd.model.ipvs import Protocol, parse_address
 from ipvsd.plan.firewall import Firewall, FirewallConfig
+from ipvsd.plan.firewall_ledger import FirewallChanges
 
 TCP, UDP, SCTP = int(Protocol.TCP), int(Protocol.UDP), int(Protocol.SCTP)
 
@@ -82,3 +84,56 @@ def test_without_cluster_cidrs_cluster_ip_traffic_is_not_marked_unless_masquerad
     assert "@cluster_ip_ports4" not in plain.split("chain mark_for_masquerade")[1].split("}")[0]
     marked = render(Firewall(config=FirewallConfig(masquerade_all=True)))
     assert "@cluster_ip_ports4 meta mark set" in marked
+
+
+def nft_check(script: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["nft", "-c", "-f", "-"], input=script, text=True, capture_output=True, check=False
+    )
+
+
+POD = parse_address("10.244.1.9")
+# Every element of FULL goes and a new one comes in every set, both families.
+EVERY_SET_CHANGED = FirewallChanges(
+    removed=replace(FULL, config=FirewallConfig()),
+    added=Firewall(
+        vips=frozenset({parse_address("10.96.0.11"), parse_address("fd00:96::11")}),
+        vip_ports=frozenset({(parse_address("10.96.0.11"), TCP, 80)}),
+        cluster_ip_ports=frozenset({(parse_address("fd00:96::11"), UDP, 53)}),
+        masquerade_ports=frozenset({(parse_address("10.96.0.11"), SCTP, 9000)}),
+        node_ports=frozenset({(TCP, 30081)}),
+        hairpin=frozenset({(POD, TCP, 8080)}),
+        lb_restricted=frozenset({(parse_address("10.96.0.11"), TCP, 80)}),
+        lb_allowed=frozenset(
+            {(parse_address("10.96.0.11"), TCP, 80, ip_network("198.51.100.0/24"))}
+        ),
+        health_check_ports=frozenset({31001}),
+    ),
+)
+
+
+def test_changes_are_element_deletions_then_additions_in_one_script() -> None:
+    changes = FirewallChanges(
+        removed=Firewall(hairpin=frozenset({(parse_address("10.244.1.5"), TCP, 8080)})),
+        added=Firewall(
+            hairpin=frozenset({(POD, TCP, 8080)}), vips=frozenset({parse_address("fd00:96::11")})
+        ),
+    )
+    assert render_changes(changes) == (
+        "delete element inet ipvsd hairpin4 { 10.244.1.5 . tcp . 8080 . 10.244.1.5 }\n"
+        "add element inet ipvsd vips6 { fd00:96::11 }\n"
+        "add element inet ipvsd hairpin4 { 10.244.1.9 . tcp . 8080 . 10.244.1.9 }\n"
+    )
+    assert render_changes(FirewallChanges()) == ""
+
+
+def test_nft_accepts_changes_to_every_set_of_an_existing_table() -> None:
+    check = nft_check(render(FULL) + render_changes(EVERY_SET_CHANGED))
+    assert check.returncode == 0, check.stderr
+
+
+def test_nft_refuses_to_delete_an_element_the_table_does_not_have() -> None:
+    """What makes the syncer fall back to replacing the table whole."""
+    missing = FirewallChanges(removed=Firewall(hairpin=frozenset({(POD, TCP, 8080)})))
+    check = nft_check(render(FULL) + render_changes(missing))
+    assert check.returncode != 0

@@ -23,7 +23,8 @@ from ipvsd.model.ipvs import (
     parse_address,
 )
 from ipvsd.model.service import Service, ServicePort, ServiceRef, ServiceType, TrafficPolicy
-from ipvsd.plan.firewall import Firewall
+from ipvsd.plan.firewall import Firewall, firewall_for
+from ipvsd.plan.firewall_ledger import SET_FIELDS, FirewallChanges
 from ipvsd.reconcile.syncer import Syncer, SyncSettings, node_port_addresses
 
 NODE_IP = parse_address("192.168.1.10")
@@ -31,11 +32,29 @@ NODE_IP = parse_address("192.168.1.10")
 
 @dataclass
 class RecordingFirewall:
-    applied: list[Firewall] = field(default_factory=list)
+    """Keeps the table as nft would: replaced whole, or changed element by element (refusing,
+    as nft does, to delete what is not there or to change a table it never had)."""
+
+    current: Firewall | None = None
+    replaced: int = 0
+    updates: list[FirewallChanges] = field(default_factory=list)
 
     async def apply(self, firewall: Firewall) -> bool:
-        self.applied.append(firewall)
+        self.current = firewall
+        self.replaced += 1
         return True
+
+    async def update(self, changes: FirewallChanges) -> None:
+        if self.current is None:
+            raise RuntimeError("no table")
+        values = {}
+        for name in SET_FIELDS:
+            present, gone = getattr(self.current, name), getattr(changes.removed, name)
+            if not gone <= present:
+                raise RuntimeError(f"{name}: deleting missing elements {gone - present}")
+            values[name] = (present - gone) | getattr(changes.added, name)
+        self.current = replace(self.current, **values)
+        self.updates.append(changes)
 
 
 @dataclass
@@ -74,11 +93,18 @@ def cluster() -> Cluster:
 
 
 @pytest.fixture
-def syncer(kernel: FakeIpvs, addresses: FakeAddresses, cluster: Cluster) -> Syncer:
+def firewall() -> RecordingFirewall:
+    return RecordingFirewall()
+
+
+@pytest.fixture
+def syncer(
+    kernel: FakeIpvs, addresses: FakeAddresses, cluster: Cluster, firewall: RecordingFirewall
+) -> Syncer:
     return Syncer(
         ipvs=kernel,
         addresses=addresses,
-        firewall=RecordingFirewall(),
+        firewall=firewall,
         settings=SyncSettings(node_name="node-a", families=(Family.INET,)),
         services=lambda: list(cluster.services.values()),
         slices_of=lambda ref: cluster.slices.get(ref, []),
@@ -243,3 +269,89 @@ async def test_report_counts_services_whose_local_policy_finds_no_local_endpoint
     cluster.slices[away] = []
     report = await syncer.sync(full=True)
     assert (report.no_local_internal, report.no_local_external) == (1, 0)
+
+
+def whole_firewall(syncer: Syncer, cluster: Cluster) -> Firewall:
+    """What a full sync would put into the table now."""
+    return firewall_for(
+        [(cluster.services[ref], desired) for ref, desired in syncer.programmed.items()],
+        syncer.settings.firewall,
+    )
+
+
+async def test_partial_syncs_change_only_the_changed_firewall_elements(
+    syncer: Syncer, cluster: Cluster, firewall: RecordingFirewall
+) -> None:
+    web = cluster.add("web", "10.96.0.10", "10.244.1.5", "10.244.1.6")
+    api = cluster.add("api", "10.96.0.20", "10.244.1.5")  # shares a pod (a hairpin element)
+    await syncer.sync(full=True)
+    assert firewall.replaced == 1
+    cluster.add("web", "10.96.0.10", "10.244.1.6", "10.244.1.7")
+    await syncer.sync(full=False, services=[web])
+    pod = parse_address("10.244.1.5")
+    assert firewall.updates[-1].added.hairpin == {(parse_address("10.244.1.7"), 6, 8080)}
+    assert firewall.updates[-1].removed.hairpin == frozenset()  # api still has 10.244.1.5
+    del cluster.services[api]
+    await syncer.sync(full=False, services=[api])
+    assert firewall.updates[-1].removed.hairpin == {(pod, 6, 8080)}
+    assert firewall.updates[-1].removed.vips == {parse_address("10.96.0.20")}
+    assert firewall.replaced == 1
+    assert firewall.current == whole_firewall(syncer, cluster)
+
+
+async def test_an_unchanged_firewall_is_not_touched_by_a_partial_sync(
+    syncer: Syncer, cluster: Cluster, firewall: RecordingFirewall
+) -> None:
+    web = cluster.add("web", "10.96.0.10", "10.244.1.5")
+    await syncer.sync(full=True)
+    cluster.add("web", "10.96.0.10", "10.244.1.5", annotations=(("ipvsd.io/scheduler", "wlc"),))
+    await syncer.sync(full=False, services=[web])
+    assert firewall.updates == []
+
+
+async def test_a_refused_firewall_update_replaces_the_table(
+    syncer: Syncer, cluster: Cluster, firewall: RecordingFirewall
+) -> None:
+    web = cluster.add("web", "10.96.0.10", "10.244.1.5")
+    await syncer.sync(full=True)
+    firewall.current = None  # someone deleted the table
+    cluster.add("web", "10.96.0.10", "10.244.1.6")
+    await syncer.sync(full=False, services=[web])
+    assert firewall.replaced == 2
+    assert firewall.current == whole_firewall(syncer, cluster)
+
+
+async def test_a_vip_shared_by_two_services_stays_bound_until_both_are_gone(
+    syncer: Syncer, addresses: FakeAddresses, cluster: Cluster
+) -> None:
+    shared = (parse_address("203.0.113.5"),)
+    a = cluster.add("a", "10.96.0.10", "10.244.1.5", external_ips=shared)
+    b = cluster.add("b", "10.96.0.20", "10.244.2.5", external_ips=shared)
+    await syncer.sync(full=True)
+    del cluster.services[a]
+    await syncer.sync(full=False, services=[a])
+    assert parse_address("203.0.113.5") in await addresses.bound()
+    del cluster.services[b]
+    await syncer.sync(full=False, services=[b])
+    assert await addresses.bound() == frozenset()
+
+
+async def test_after_a_failed_sync_the_next_one_is_full(
+    syncer: Syncer, kernel: FakeIpvs, addresses: FakeAddresses, cluster: Cluster
+) -> None:
+    web = cluster.add("web", "10.96.0.10", "10.244.1.5")
+    cluster.add("api", "10.96.0.20", "10.244.2.5")
+    await syncer.sync(full=True)
+    await addresses.remove_device()  # binding now fails
+    cluster.add("web", "10.96.0.11", "10.244.1.5")
+    addresses.ensure_device = _failing  # type: ignore[method-assign]
+    with pytest.raises(OSError, match="kube-ipvs0"):
+        await syncer.sync(full=False, services=[web])
+    del addresses.ensure_device
+    report = await syncer.sync(full=False, services=[])
+    assert report.full
+    assert await addresses.bound() == {parse_address("10.96.0.11"), parse_address("10.96.0.20")}
+
+
+async def _failing() -> None:
+    raise OSError("kube-ipvs0 cannot be created")

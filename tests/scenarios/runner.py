@@ -33,6 +33,7 @@ from ipvsd.model.ipvs import Family, IPAddress, parse_address
 from ipvsd.model.node import Node
 from ipvsd.model.service import Service
 from ipvsd.plan.firewall import Firewall
+from ipvsd.plan.firewall_ledger import FirewallChanges
 from ipvsd.reconcile.syncer import Syncer, SyncSettings
 from ipvsd.state.tracker import ChangeTracker
 
@@ -100,6 +101,9 @@ def _feed(tracker: ChangeTracker, before: ClusterState, after: ClusterState) -> 
 class _NoFirewall:
     async def apply(self, firewall: Firewall) -> bool:
         return False
+
+    async def update(self, changes: FirewallChanges) -> None:
+        return None
 
 
 @dataclass
