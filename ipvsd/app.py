@@ -209,6 +209,7 @@ async def run(config: ProxyConfig) -> int:
                 slices_of=lambda ref: tracker.slices_of(ref).values(),
                 own_node=lambda: _own_node(informers),
                 nodes=_nodes(informers),
+                service_of=lambda ref: informers.services.store.get(f"{ref.namespace}/{ref.name}"),
             )
             metrics.read_topology_from(
                 lambda: (
