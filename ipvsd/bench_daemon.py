@@ -1,0 +1,345 @@
+"""The daemon under measurement: `app.run`'s pipeline with a chosen dataplane, instrumented.
+
+Run as a child of `ipvsd.bench_proxy` (`python -m ipvsd.bench_daemon`), so that its peak RSS is
+the daemon's alone. The pieces are the daemon's own, wired as `app.run` wires them (informers →
+change tracker → bounded-frequency runner → `_SyncLoop` → syncer → adapters); only the
+adapters are chosen by `--dataplane`:
+
+- `kernel`: NetlinkIpvs, RtnlAddresses, NftFirewall (everything real; root and an IPVS kernel);
+- `netns`: FakeIpvs and FakeAddresses, with the real NftFirewall (root, in a private network
+  namespace: the build hosts' kernels have nftables but neither IPVS nor dummy devices);
+- `fake`: FakeIpvs, FakeAddresses, and a firewall that renders the `nft -f` script and runs
+  nothing (no privileges at all).
+
+Wrappers around the adapters time them and report, on stdout as tagged JSON lines, when a
+kernel batch added a real server in `MARKER_NETWORK` (the parent's EndpointSlice changes use
+addresses from it), so a change's latency ends when the kernel operation has been applied.
+Clock: `time.monotonic()`, which is the same clock in every process of the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import re
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from ipaddress import IPv4Address, IPv4Network, ip_address
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from ipvsd.app import _informers, _nodes, _own_node, _SyncLoop, prepare_kernel, sync_settings
+from ipvsd.cli import parse_args
+from ipvsd.dataplane.addresses import Addresses, FakeAddresses, RtnlAddresses
+from ipvsd.dataplane.ipvs import BatchResult, Ipvs
+from ipvsd.dataplane.ipvs_fake import FakeIpvs
+from ipvsd.dataplane.ipvs_netlink import NetlinkIpvs
+from ipvsd.dataplane.nft import NftFirewall, render, render_changes
+from ipvsd.kube.events import EventRecorder
+from ipvsd.model.ipvs import (
+    AddRealServer,
+    IPAddress,
+    ObservedVirtualServer,
+    Operation,
+    ServiceKey,
+    Timeouts,
+)
+from ipvsd.plan.firewall import Firewall
+from ipvsd.plan.firewall_ledger import FirewallChanges
+from ipvsd.reconcile.runner import BoundedFrequencyRunner
+from ipvsd.reconcile.syncer import FirewallPort, Syncer
+from ipvsd.server.health import ProxyHealth
+from ipvsd.server.metrics import ProxyMetrics
+from ipvsd.server.servicehealth import ServiceHealthServers
+from ipvsd.state.tracker import ChangeTracker
+
+MARKER_NETWORK = IPv4Network("10.250.0.0/16")
+NODE_NAME = "node-0"
+
+
+def say(tag: str, values: dict[str, Any]) -> None:
+    print(tag, json.dumps(values), flush=True)
+
+
+def status_mb(field: str) -> float:
+    """VmRSS (now) or VmHWM (peak) of this process, in MiB."""
+    match = re.search(rf"{field}:\s+(\d+) kB", Path("/proc/self/status").read_text())
+    return int(match.group(1)) / 1024 if match else float("nan")
+
+
+class Stopwatch:
+    """Seconds spent per adapter call kind, summed; `take()` returns and resets them."""
+
+    def __init__(self) -> None:
+        self.spent: dict[str, float] = {}
+
+    def add(self, name: str, started: float) -> None:
+        self.spent[name] = self.spent.get(name, 0.0) + time.perf_counter() - started
+
+    def take(self) -> dict[str, float]:
+        spent, self.spent = self.spent, {}
+        return {name: round(seconds, 4) for name, seconds in spent.items()}
+
+
+class TimedIpvs:
+    """The IPVS port, timed; reports the moment a marker real server has been applied."""
+
+    def __init__(self, inner: Ipvs, watch: Stopwatch) -> None:
+        self.inner = inner
+        self._watch = watch
+
+    async def dump(self) -> list[ObservedVirtualServer]:
+        started = time.perf_counter()
+        try:
+            return await self.inner.dump()
+        finally:
+            self._watch.add("ipvs_dump", started)
+
+    async def dump_service(self, key: ServiceKey) -> ObservedVirtualServer | None:
+        started = time.perf_counter()
+        try:
+            return await self.inner.dump_service(key)
+        finally:
+            self._watch.add("ipvs_dump_service", started)
+
+    async def apply(self, operations: Sequence[Operation]) -> BatchResult:
+        started = time.perf_counter()
+        result = await self.inner.apply(operations)
+        self._watch.add("ipvs_apply", started)
+        applied = time.monotonic()
+        markers = [
+            str(op.server.address)
+            for op in operations
+            if isinstance(op, AddRealServer) and op.server.address in MARKER_NETWORK
+        ]
+        if markers:
+            say("applied", {"at": applied, "addresses": markers})
+        return result
+
+    async def get_timeouts(self) -> Timeouts:
+        return await self.inner.get_timeouts()
+
+    async def set_timeouts(self, timeouts: Timeouts) -> None:
+        await self.inner.set_timeouts(timeouts)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+class TimedAddresses:
+    """The address port, timed."""
+
+    def __init__(self, inner: Addresses, watch: Stopwatch) -> None:
+        self.inner = inner
+        self._watch = watch
+
+    async def ensure_device(self) -> None:
+        await self.inner.ensure_device()
+
+    async def bound(self) -> frozenset[IPAddress]:
+        return await self.inner.bound()
+
+    async def bind(self, addresses: Iterable[IPAddress]) -> None:
+        started = time.perf_counter()
+        await self.inner.bind(addresses)
+        self._watch.add("bind", started)
+
+    async def unbind(self, addresses: Iterable[IPAddress]) -> None:
+        started = time.perf_counter()
+        await self.inner.unbind(addresses)
+        self._watch.add("unbind", started)
+
+    async def host_addresses(self) -> list[tuple[IPAddress, str]]:
+        started = time.perf_counter()
+        try:
+            return await self.inner.host_addresses()
+        finally:
+            self._watch.add("host_addresses", started)
+
+    async def remove_device(self) -> None:
+        await self.inner.remove_device()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+class TimedFirewall:
+    """The firewall port, timed."""
+
+    def __init__(self, inner: FirewallPort, watch: Stopwatch) -> None:
+        self.inner = inner
+        self._watch = watch
+
+    async def apply(self, firewall: Firewall) -> bool:
+        started = time.perf_counter()
+        try:
+            return await self.inner.apply(firewall)
+        finally:
+            self._watch.add("firewall", started)
+
+    async def update(self, changes: FirewallChanges) -> None:
+        started = time.perf_counter()
+        try:
+            await self.inner.update(changes)
+        finally:
+            self._watch.add("firewall_update", started)
+
+
+class RenderOnlyFirewall:
+    """For `--dataplane fake`: the script `NftFirewall` would run, rendered and dropped."""
+
+    def __init__(self) -> None:
+        self._applied: Firewall | None = None
+
+    async def apply(self, firewall: Firewall) -> bool:
+        if firewall == self._applied:
+            return False
+        render(firewall)
+        self._applied = firewall
+        return True
+
+    async def update(self, changes: FirewallChanges) -> None:
+        self._applied = None
+        render_changes(changes)
+
+
+async def dataplane(kind: str) -> tuple[Ipvs, Addresses, FirewallPort]:
+    if kind == "kernel":
+        return await NetlinkIpvs.open(), RtnlAddresses(), NftFirewall()
+    host = [(ip_address("127.0.0.1"), "lo"), (ip_address("192.168.0.10"), "eth0")]
+    if kind == "netns":
+        return FakeIpvs(), FakeAddresses(host=host), NftFirewall()
+    return FakeIpvs(), FakeAddresses(host=host), RenderOnlyFirewall()
+
+
+async def measure(arguments: argparse.Namespace) -> None:
+    config = parse_args(
+        [f"--kubeconfig={arguments.kubeconfig}", f"--hostname-override={NODE_NAME}"], environ={}
+    ).config
+    if arguments.dataplane == "kernel":
+        prepare_kernel(config)  # modprobe and sysctls: before the clock starts
+    watch = Stopwatch()
+    inner_ipvs, inner_addresses, inner_firewall = await dataplane(arguments.dataplane)
+    ipvs = TimedIpvs(inner_ipvs, watch)
+    addresses = TimedAddresses(inner_addresses, watch)
+    health = ProxyHealth(sync_period=config.ipvs_sync_period)
+    service_health = ServiceHealthServers(proxy_healthy=health.is_healthy)
+    started = time.monotonic()
+    say("started", {"at": started})
+    try:
+        async with _informers(config) as (informers, tracker, client):
+            syncer = Syncer(
+                ipvs=ipvs,
+                addresses=addresses,
+                firewall=TimedFirewall(inner_firewall, watch),
+                settings=sync_settings(config),
+                services=informers.services.store.values,
+                slices_of=lambda ref: tracker.slices_of(ref).values(),
+                own_node=lambda: _own_node(informers),
+                nodes=_nodes(informers),
+                service_of=lambda ref: informers.services.store.get(f"{ref.namespace}/{ref.name}"),
+            )
+            loop = _SyncLoop(
+                syncer,
+                tracker,
+                health=health,
+                metrics=ProxyMetrics(),
+                service_health=service_health,
+                events=EventRecorder(client=client, node_name=config.node_name),
+            )
+            await _run(config, informers, tracker, loop, watch=watch, started=started,
+                       profile_to=arguments.profile)  # fmt: skip
+            await _verify(inner_ipvs)
+    finally:
+        await service_health.close()
+        await addresses.close()
+        await ipvs.close()
+
+
+async def _run(
+    config: Any,
+    informers: Any,
+    tracker: ChangeTracker,
+    loop: _SyncLoop,
+    *,
+    watch: Stopwatch,
+    started: float,
+    profile_to: str | None,
+) -> None:
+    """Cold start (informers, then the runner's first run: a full sync), then the runner
+    until the parent closes stdin. Wired as `app.run` wires it."""
+    first_done = asyncio.Event()
+
+    async def sync(periodic: bool) -> None:
+        await loop.sync(periodic)
+        first_done.set()
+
+    runner = BoundedFrequencyRunner(
+        sync, min_interval=config.ipvs_min_sync_period, max_interval=config.ipvs_sync_period
+    )
+    tracker.set_notify(runner.request)
+    watching = asyncio.create_task(informers.run(), name="informers")
+    await informers.synced.wait()
+    synced = time.monotonic()
+    running = asyncio.create_task(runner.loop(), name="sync loop")
+    await first_done.wait()
+    programmed = time.monotonic()
+    say(
+        "programmed",
+        {
+            "informer_sync_s": round(synced - started, 3),
+            "first_sync_s": round(programmed - synced, 3),
+            "cold_start_s": round(programmed - started, 3),
+            "spent": watch.take(),
+            "rss_mb": round(status_mb("VmRSS"), 1),
+        },
+    )
+    profile = cProfile.Profile() if profile_to else None
+    if profile is not None:
+        profile.enable()
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # the parent's "stop"
+    if profile is not None:
+        profile.disable()
+        profile.dump_stats(str(profile_to))
+    say("runs", {"syncs": runner.runs, "spent": watch.take()})
+    for task in (running, watching):
+        task.cancel()
+    await asyncio.gather(running, watching, return_exceptions=True)
+
+
+async def _verify(ipvs: Ipvs) -> None:
+    """Count what the kernel (or the fake) holds, after the clock has stopped."""
+    table = await ipvs.dump()
+    markers = sum(
+        1
+        for entry in table
+        for real in entry.real_servers
+        if isinstance(real.server.address, IPv4Address) and real.server.address in MARKER_NETWORK
+    )
+    say(
+        "final",
+        {
+            "virtual_servers": len(table),
+            "real_servers": sum(len(entry.real_servers) for entry in table),
+            "marker_real_servers": markers,
+            "peak_rss_mb": round(status_mb("VmHWM"), 1),
+        },
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ipvsd.bench_daemon", description=__doc__)
+    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--dataplane", choices=["kernel", "netns", "fake"], default="fake")
+    parser.add_argument("--profile", help="cProfile the change phase into this file")
+    uvloop.run(measure(parser.parse_args(argv)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
