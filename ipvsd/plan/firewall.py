@@ -9,8 +9,11 @@ everything that depends on Services as set contents, computed here:
 - `masquerade_ports`: externalIP and load-balancer virtual servers of Services with
   externalTrafficPolicy Cluster (masqueraded always: the reply must come back through here);
 - `node_ports`: NodePorts of Services with externalTrafficPolicy Cluster (same);
-- `hairpin`: every real server, so a pod reaching itself through a VIP is masqueraded and
-  its reply does not bypass IPVS;
+- `hairpin`: every real server on this node (or of unknown node), so a pod reaching itself
+  through a VIP is masqueraded and its reply does not bypass IPVS. A pod on another node
+  sends through its own node's IPVS, never this one's, so remote real servers are left out,
+  as kube-proxy does (`IsLocal()` for KUBE-LOOP-BACK): at 10,000 Services the set holds this
+  node's share of the endpoints, not all of them;
 - `vips` / `vip_ports`: new connections to a VIP on a port that is not a service port are
   rejected (every VIP is a local address; otherwise every host port is reachable through it);
 - `lb_restricted` / `lb_allowed`: loadBalancerSourceRanges, per LB VIP and port;
@@ -22,9 +25,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ipvsd.model.ipvs import IPAddress
+from ipvsd.model.ipvs import IPAddress, RealServer
 from ipvsd.model.service import IPNetwork, Service, TrafficPolicy
-from ipvsd.plan.desired import DesiredService, VipKind
+from ipvsd.plan.desired import DesiredService, DesiredVirtualServer, VipKind
+from ipvsd.plan.topology_annotations import Proximity
 
 VipPort = tuple[IPAddress, int, int]  # (address, IP protocol number, port)
 
@@ -72,7 +76,7 @@ def firewall_for(
             key = entry.server.key
             assert key.address is not None  # ipvsd makes no fwmark services
             element = (key.address, key.protocol, key.port)
-            hairpin.update((real.address, key.protocol, real.port) for real in entry.real_servers)
+            hairpin.update((real.address, key.protocol, real.port) for real in _local(entry))
             if entry.kind is VipKind.NODE_PORT:
                 if external_cluster:
                     node_ports.add((key.protocol, key.port))
@@ -103,3 +107,15 @@ def firewall_for(
         lb_allowed=frozenset(lb_allowed),
         health_check_ports=frozenset(health),
     )
+
+
+def _local(entry: DesiredVirtualServer) -> Iterable[RealServer]:
+    """The real servers that may be pods of this node (the only ones that can hairpin)."""
+    if entry.selection is None:
+        return entry.real_servers
+    local = {
+        (c.backend.address, c.backend.port)
+        for c in entry.selection.chosen
+        if c.proximity is Proximity.NODE or c.backend.node_name is None
+    }
+    return (real for real in entry.real_servers if real.endpoint in local)

@@ -64,8 +64,17 @@ def test_every_vip_and_service_port_is_known_for_rejecting_other_ports() -> None
     assert got.vip_ports == {(CIP, TCP, 80), (EIP, TCP, 80), (LBIP, TCP, 80)}
 
 
-def test_every_real_server_is_in_the_hairpin_set() -> None:
-    assert firewall(BASE).hairpin == {(POD, TCP, 8080)}
+def test_real_servers_on_this_node_or_of_unknown_node_are_in_the_hairpin_set() -> None:
+    remote, unplaced = parse_address("10.244.2.5"), parse_address("10.244.3.5")
+    endpoints = (
+        Endpoint(POD, node_name="node-a"),
+        Endpoint(remote, node_name="node-b"),
+        Endpoint(unplaced),
+    )
+    slices = [replace(SLICES[0], endpoints=endpoints)]
+    got = firewall_for([(BASE, desired_service(BASE, slices, NODE))], FirewallConfig())
+    # A pod on node-b sends through node-b's IPVS: it can never hairpin through this node.
+    assert got.hairpin == {(POD, TCP, 8080), (unplaced, TCP, 8080)}
 
 
 def test_load_balancer_source_ranges_restrict_only_the_lb_vip_of_their_family() -> None:
