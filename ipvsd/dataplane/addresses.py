@@ -6,25 +6,44 @@ IP must be a local address. They are bound as /32 (/128) host addresses on a dum
 never set UP: a down dummy device still makes its addresses local, yet it answers no ARP and
 installs no routes, so the VIPs do not leak onto the network.
 
-`RtnlAddresses` talks rtnetlink through pyroute2 on a worker thread; `FakeAddresses` keeps the
-same state in memory. The shared contract suite holds both to the same behaviour.
+`RtnlAddresses` talks rtnetlink on a worker thread; `FakeAddresses` keeps the same state in
+memory. The shared contract suite holds both to the same behaviour.
+
+A cold start binds one address per ClusterIP, 10,000 at scale; one pyroute2 round trip each made
+that most of the first sync. So `bind` and `unbind` hand-pack their requests and send them in
+batches over a raw rtnetlink socket (`genl.NetlinkSocket.send_batch`): a few system calls for
+the lot, and still one result per address. The rarer reads and device changes stay on pyroute2.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
-from collections.abc import Callable, Iterable
+import logging
+import os
+import socket
+import struct
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from ipvsd.dataplane.genl import NETLINK_ROUTE, NLM_F_CREATE, NLM_F_EXCL, NetlinkSocket, attribute
 from ipvsd.model.ipvs import IPAddress, parse_address
+
+log = logging.getLogger(__name__)
 
 DEVICE = "kube-ipvs0"
 T = TypeVar("T")
+
+RTM_NEWADDR = 20
+RTM_DELADDR = 21
+IFA_ADDRESS = 1
+IFA_LOCAL = 2
+IFADDRMSG = struct.Struct("=BBBBI")  # family, prefix length, flags, scope, interface index
+SHOWN_PER_ERROR = 10  # failed addresses named in the exception; the log names them all
 
 
 class Addresses(Protocol):
@@ -58,21 +77,59 @@ class Addresses(Protocol):
     async def close(self) -> None: ...
 
 
-def _prefix(address: IPAddress) -> int:
-    return 32 if address.version == 4 else 128
-
-
 def _pair_order(pair: tuple[IPAddress, str]) -> tuple[int, int, str]:
     return (pair[0].version, int(pair[0]), pair[1])
 
 
+def encode_address(address: IPAddress, index: int) -> bytes:
+    """An RTM_NEWADDR/RTM_DELADDR body, byte for byte what pyroute2's `addr()` sent before:
+    /32 or /128, no flags, scope universe; IPv4 carries IFA_LOCAL too (the kernel keys IPv4
+    addresses on it), IPv6 only IFA_ADDRESS."""
+    packed = address.packed
+    if address.version == 4:
+        header = IFADDRMSG.pack(socket.AF_INET, 32, 0, 0, index)
+        return header + attribute(IFA_ADDRESS, packed) + attribute(IFA_LOCAL, packed)
+    return IFADDRMSG.pack(socket.AF_INET6, 128, 0, 0, index) + attribute(IFA_ADDRESS, packed)
+
+
+def failure_report(
+    verb: str, device: str, addresses: Sequence[IPAddress], codes: Sequence[int], ignore: int
+) -> OSError | None:
+    """Log every address the kernel refused, one line per errno, and sum them up in one error
+    (carrying the first failure's errno); None when all succeeded or failed with `ignore`."""
+    by_code: dict[int, list[str]] = {}
+    for address, code in zip(addresses, codes, strict=True):
+        if code and code != ignore:
+            by_code.setdefault(code, []).append(str(address))
+    if not by_code:
+        return None
+    parts = []
+    for code, failed in by_code.items():
+        reason = os.strerror(code)
+        log.error(
+            "%s on %s failed for %d addresses (%s): %s",
+            verb,
+            device,
+            len(failed),
+            reason,
+            ", ".join(failed),
+        )
+        more = f" and {len(failed) - SHOWN_PER_ERROR} more" if len(failed) > SHOWN_PER_ERROR else ""
+        parts.append(f"{reason}: {', '.join(failed[:SHOWN_PER_ERROR])}{more}")
+    count = sum(len(failed) for failed in by_code.values())
+    summary = f"{verb} {count} of {len(addresses)} addresses on {device} failed: "
+    return OSError(next(iter(by_code)), summary + "; ".join(parts))
+
+
 class RtnlAddresses:
-    """`Addresses` of the current network namespace over rtnetlink (pyroute2)."""
+    """`Addresses` of the current network namespace over rtnetlink: batched raw requests for
+    bind/unbind, pyroute2 for the rest. Both sockets live on the one worker thread."""
 
     def __init__(self, *, device: str = DEVICE) -> None:
         self.device = device
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtnl")
         self._ipr: Any = None
+        self._sock: NetlinkSocket | None = None
 
     async def _run(self, function: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._worker, function)
@@ -81,6 +138,11 @@ class RtnlAddresses:
         if self._ipr is None:
             self._ipr = IPRoute()
         return self._ipr
+
+    def _netlink(self) -> NetlinkSocket:
+        if self._sock is None:
+            self._sock = NetlinkSocket(NETLINK_ROUTE)
+        return self._sock
 
     def _index(self) -> int | None:
         found = self._rtnl().link_lookup(ifname=self.device)
@@ -116,26 +178,30 @@ class RtnlAddresses:
 
     async def bind(self, addresses: Iterable[IPAddress]) -> None:
         wanted = tuple(addresses)
-        await self._run(lambda: self._change("add", wanted, ignore=errno.EEXIST))
+        await self._run(lambda: self._change("bind", wanted))
 
     async def unbind(self, addresses: Iterable[IPAddress]) -> None:
         unwanted = tuple(addresses)
-        await self._run(lambda: self._change("del", unwanted, ignore=errno.EADDRNOTAVAIL))
+        await self._run(lambda: self._change("unbind", unwanted))
 
-    def _change(self, verb: str, addresses: tuple[IPAddress, ...], *, ignore: int) -> None:
+    def _change(self, verb: str, addresses: tuple[IPAddress, ...]) -> None:
+        """Send every request, whatever fails; then raise one error naming all failures.
+        Binding a present address (EEXIST) and unbinding an absent one (EADDRNOTAVAIL) are
+        fine. NLM_F_CREATE | NLM_F_EXCL on RTM_NEWADDR is what pyroute2 and `ip addr add` send."""
         index = self._index()
         if index is None:
-            if verb == "del":
+            if verb == "unbind":
                 return
             raise OSError(errno.ENODEV, f"interface {self.device} does not exist")
-        for address in addresses:
-            try:
-                self._rtnl().addr(
-                    verb, index=index, address=str(address), prefixlen=_prefix(address)
-                )
-            except NetlinkError as exc:
-                if exc.code != ignore:
-                    raise OSError(exc.code, f"{verb} {address} on {self.device}: {exc}") from exc
+        bodies = [encode_address(address, index) for address in addresses]
+        if verb == "bind":
+            kind, flags, ignore = RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, errno.EEXIST
+        else:
+            kind, flags, ignore = RTM_DELADDR, 0, errno.EADDRNOTAVAIL
+        codes = self._netlink().send_batch(kind, bodies, flags)
+        error = failure_report(verb, self.device, addresses, codes, ignore)
+        if error is not None:
+            raise error
 
     async def host_addresses(self) -> list[tuple[IPAddress, str]]:
         def read() -> list[tuple[IPAddress, str]]:
@@ -159,6 +225,9 @@ class RtnlAddresses:
             if self._ipr is not None:
                 self._ipr.close()
                 self._ipr = None
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
 
         await self._run(close)
         self._worker.shutdown(wait=True)

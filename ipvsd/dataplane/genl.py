@@ -1,6 +1,7 @@
-"""A blocking generic-netlink socket: family lookup, requests, dumps and batched sends.
+"""Blocking netlink sockets: requests, dumps, batched sends, and generic-netlink family lookup.
 
-This module knows netlink framing and nothing about IPVS. Its one trick is `send_batch`:
+This module knows netlink framing and nothing about IPVS or addresses; the IPVS adapter speaks
+generic netlink through it and the address adapter rtnetlink. Its one trick is `send_batch`:
 many requests are concatenated into a few large `sendmsg` calls and only the last message of
 each chunk asks for an acknowledgement. The kernel processes every message of a chunk in order,
 answers each failure with an error carrying the failed message's sequence number, and keeps
@@ -19,6 +20,7 @@ import struct
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+NETLINK_ROUTE = 0
 NETLINK_GENERIC = 16
 SOL_NETLINK = 270
 NETLINK_CAP_ACK = 10
@@ -30,6 +32,8 @@ NLM_F_REQUEST = 0x1
 NLM_F_MULTI = 0x2
 NLM_F_ACK = 0x4
 NLM_F_DUMP = 0x300
+NLM_F_EXCL = 0x200
+NLM_F_CREATE = 0x400
 
 NLMSG_NOOP = 1
 NLMSG_ERROR = 2
@@ -113,8 +117,9 @@ class Chunk:
     last_seq: int
 
 
-def pack_chunks(family: int, bodies: Iterable[bytes], first_seq: int) -> list[Chunk]:
-    """Frame request bodies with consecutive sequence numbers into chunks of <= CHUNK_BYTES.
+def pack_chunks(kind: int, bodies: Iterable[bytes], first_seq: int, flags: int = 0) -> list[Chunk]:
+    """Frame request bodies of message type `kind` (the family id, for generic netlink) with
+    consecutive sequence numbers into chunks of <= CHUNK_BYTES; `flags` go on every request.
 
     Bodies are 4-byte aligned by construction (attributes are padded), so messages follow each
     other without gaps. Pure (no I/O), so it can run on another thread while the kernel works.
@@ -124,30 +129,32 @@ def pack_chunks(family: int, bodies: Iterable[bytes], first_seq: int) -> list[Ch
     last_offset = 0
     seq = first_seq
     pack_header = NLMSG_HEADER.pack
+    flags |= NLM_F_REQUEST
     for body in bodies:
         length = NLMSG_HEADER.size + len(body)
         if chunk and len(chunk) + length > CHUNK_BYTES:
-            chunks.append(_close_chunk(chunk, last_offset, seq - 1))
+            chunks.append(_close_chunk(chunk, last_offset, seq - 1, flags))
             chunk = bytearray()
         last_offset = len(chunk)
-        chunk += pack_header(length, family, NLM_F_REQUEST, seq, 0)
+        chunk += pack_header(length, kind, flags, seq, 0)
         chunk += body
         seq += 1
     if chunk:
-        chunks.append(_close_chunk(chunk, last_offset, seq - 1))
+        chunks.append(_close_chunk(chunk, last_offset, seq - 1, flags))
     return chunks
 
 
-def _close_chunk(chunk: bytearray, last_offset: int, last_seq: int) -> Chunk:
-    struct.pack_into("=H", chunk, last_offset + 6, NLM_F_REQUEST | NLM_F_ACK)
+def _close_chunk(chunk: bytearray, last_offset: int, last_seq: int, flags: int) -> Chunk:
+    struct.pack_into("=H", chunk, last_offset + 6, flags | NLM_F_ACK)
     return Chunk(bytes(chunk), last_seq)
 
 
-class GenlSocket:
-    """A generic-netlink socket owned by one thread at a time (callers serialise access)."""
+class NetlinkSocket:
+    """A netlink socket of one protocol, owned by one thread at a time (callers serialise
+    access)."""
 
-    def __init__(self) -> None:
-        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
+    def __init__(self, protocol: int) -> None:
+        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol)
         self._sock.settimeout(TIMEOUT_S)
         for option in (NETLINK_CAP_ACK, NETLINK_EXT_ACK):
             # Older kernels lack these: errors then carry full message copies; still correct.
@@ -175,16 +182,6 @@ class GenlSocket:
         if self._seq < first:  # wrapped: restart so a batch never straddles the wrap
             first, self._seq = 1, 1 + count
         return first
-
-    def resolve_family(self, name: str) -> int:
-        """The numeric id of generic-netlink family `name`; ENOENT when it is not registered."""
-        body = GENL_HEADER.pack(CTRL_CMD_GETFAMILY, 1, 0) + attribute(
-            CTRL_ATTR_FAMILY_NAME, name.encode() + b"\0"
-        )
-        (reply,) = self.request(GENL_ID_CTRL, body)
-        attrs = parse_attributes(reply, GENL_HEADER.size)
-        family_id: int = struct.unpack("=H", attrs[CTRL_ATTR_FAMILY_ID])[0]
-        return family_id
 
     def request(self, family: int, body: bytes, *, dump: bool = False) -> list[memoryview]:
         """Send one request and return the payloads of its replies (all parts of a dump)."""
@@ -214,11 +211,12 @@ class GenlSocket:
                         # A plain request answered with data still gets the ACK; keep reading.
                         continue
 
-    def send_batch(self, family: int, bodies: Sequence[bytes]) -> list[int]:
-        """Send every request body and return each one's errno (0 = success), in order."""
+    def send_batch(self, kind: int, bodies: Sequence[bytes], flags: int = 0) -> list[int]:
+        """Send every request body (message type `kind`, extra `flags`) and return each one's
+        errno (0 = success), in order."""
         results = [0] * len(bodies)
         base_seq = self.next_seq(len(bodies))
-        for chunk in pack_chunks(family, bodies, base_seq):
+        for chunk in pack_chunks(kind, bodies, base_seq, flags):
             self.send_chunk(chunk, base_seq, results)
         return results
 
@@ -242,3 +240,20 @@ class GenlSocket:
             raise NetlinkError(errno.ETIMEDOUT, "no netlink reply within timeout") from exc
         # Copy: the buffer is reused by the next receive while callers may keep payloads.
         yield from split_messages(memoryview(bytes(self._buffer[:size])))
+
+
+class GenlSocket(NetlinkSocket):
+    """A generic-netlink socket, which can also look families up by name."""
+
+    def __init__(self) -> None:
+        super().__init__(NETLINK_GENERIC)
+
+    def resolve_family(self, name: str) -> int:
+        """The numeric id of generic-netlink family `name`; ENOENT when it is not registered."""
+        body = GENL_HEADER.pack(CTRL_CMD_GETFAMILY, 1, 0) + attribute(
+            CTRL_ATTR_FAMILY_NAME, name.encode() + b"\0"
+        )
+        (reply,) = self.request(GENL_ID_CTRL, body)
+        attrs = parse_attributes(reply, GENL_HEADER.size)
+        family_id: int = struct.unpack("=H", attrs[CTRL_ATTR_FAMILY_ID])[0]
+        return family_id

@@ -1,22 +1,34 @@
 """The contract of `dataplane.addresses.Addresses`, run against the fake and the kernel.
 
 Subclasses provide `addresses` (an implementation whose device does not exist yet and is
-cleaned up afterwards) and `device` (its dummy interface's name).
+cleaned up afterwards) and `device` (its dummy interface's name), and may override
+`on_device` to read the device from outside the implementation (the kernel suite asks `ip`).
 """
 
 from __future__ import annotations
 
 import errno
+from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 
 from ipvsd.dataplane.addresses import Addresses
-from ipvsd.model.ipvs import parse_address
+from ipvsd.model.ipvs import IPAddress, parse_address
 
 VIP4, VIP6 = parse_address("10.96.0.10"), parse_address("fd00:96::10")
 
+# Large enough to span several netlink chunks (about 6,000 IPv4 requests fit one), like a
+# cold start at scale; the IPv6 ones ride in the same batch.
+MANY = [IPv4Address("10.100.0.0") + i for i in range(9_000)] + [
+    IPv6Address("fd00:100::") + i for i in range(500)
+]
+
 
 class AddressesContract:
+    async def on_device(self, addresses: Addresses, device: str) -> frozenset[IPAddress]:
+        """The addresses on the device, as an outside observer sees them."""
+        return await addresses.bound()
+
     async def test_device_is_created_once_and_starts_empty(
         self, addresses: Addresses, device: str
     ) -> None:
@@ -68,3 +80,17 @@ class AddressesContract:
         await addresses.remove_device()
         assert await addresses.bound() == frozenset()
         assert all(name != device for _, name in await addresses.host_addresses())
+
+    async def test_a_large_batch_binds_and_unbinds_every_address(
+        self, addresses: Addresses, device: str
+    ) -> None:
+        await addresses.ensure_device()
+        await addresses.bind([VIP4])
+        await addresses.bind([*MANY, VIP4])  # one already bound: fine, the others still go on
+        assert await self.on_device(addresses, device) == {VIP4, *MANY}
+        assert await addresses.bound() == {VIP4, *MANY}
+        await addresses.unbind(MANY[::2])
+        await addresses.unbind(MANY[::2])  # all absent now: fine
+        assert await self.on_device(addresses, device) == {VIP4, *MANY[1::2]}
+        await addresses.unbind([*MANY, VIP4])
+        assert await self.on_device(addresses, device) == frozenset()

@@ -1,4 +1,4 @@
-"""The address contract against the kernel (rtnetlink through pyroute2), plus kernel facts."""
+"""The address contract against the kernel (rtnetlink), plus kernel facts."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from ipvsd.dataplane.addresses import RtnlAddresses
-from tests.contract.addresses_contract import VIP4, AddressesContract
+from ipvsd.dataplane.addresses import Addresses, RtnlAddresses
+from ipvsd.model.ipvs import IPAddress, parse_address
+from tests.contract.addresses_contract import VIP4, VIP6, AddressesContract
 
 pytestmark = pytest.mark.kernel
 DEVICE = "ipvsd-test0"
@@ -19,7 +20,17 @@ def delete_device() -> None:
     subprocess.run(["ip", "link", "del", DEVICE], check=False, capture_output=True)
 
 
+def shown() -> list[dict[str, object]]:
+    """`ip -j addr show` of the device: its address entries."""
+    (link,) = json.loads(subprocess.check_output(["ip", "-j", "addr", "show", DEVICE]))
+    entries: list[dict[str, object]] = link["addr_info"]
+    return entries
+
+
 class TestRtnlAddresses(AddressesContract):
+    async def on_device(self, addresses: Addresses, device: str) -> frozenset[IPAddress]:
+        return frozenset(parse_address(str(entry["local"])) for entry in shown())
+
     @pytest.fixture
     def device(self) -> str:
         return DEVICE
@@ -49,6 +60,39 @@ async def test_the_device_is_a_dummy_left_down_and_its_addresses_are_local() -> 
             {"local": a["local"], "prefixlen": a["prefixlen"]}
             for a in json.loads(shown)[0]["addr_info"]
         ]
+    finally:
+        await addresses.close()
+        delete_device()
+
+
+async def test_addresses_are_bound_as_iproute2_and_pyroute2_bind_them() -> None:
+    """Host prefixes, scope global, permanent, no flags: exactly what pyroute2 left before."""
+    delete_device()
+    addresses = RtnlAddresses(device=DEVICE)
+    try:
+        await addresses.ensure_device()
+        await addresses.bind([VIP4, VIP6])
+        entries = {str(entry["local"]): entry for entry in shown()}
+        v4, v6 = entries[str(VIP4)], entries[str(VIP6)]
+        assert (v4["family"], v4["prefixlen"], v4["scope"]) == ("inet", 32, "global")
+        assert (v6["family"], v6["prefixlen"], v6["scope"]) == ("inet6", 128, "global")
+        assert v4.get("valid_life_time") == v6.get("valid_life_time") == 4294967295
+        assert "address" not in v4  # IFA_ADDRESS equals IFA_LOCAL: not a peer address
+        assert not {"nodad", "noprefixroute", "deprecated"} & set(v6)
+    finally:
+        await addresses.close()
+        delete_device()
+
+
+async def test_a_refused_address_is_named_and_the_others_still_bind() -> None:
+    delete_device()
+    addresses = RtnlAddresses(device=DEVICE)
+    multicast = parse_address("ff02::1")  # the kernel refuses a multicast address
+    try:
+        await addresses.ensure_device()
+        with pytest.raises(OSError, match=f"bind 1 of 3 addresses on {DEVICE} failed.*ff02::1"):
+            await addresses.bind([VIP4, multicast, VIP6])
+        assert await addresses.bound() == {VIP4, VIP6}
     finally:
         await addresses.close()
         delete_device()
