@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from ipvsd.testing.netns import entered, sh
+from ipvsd.testing.netns import answering, entered, sh
 
 BRIDGE = "mnode-br"
 HOST_ADDRESS = "192.168.49.1"
@@ -86,23 +86,12 @@ def _remove_namespace(name: str) -> None:
 
 
 def _handler(pod: str, node: str) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        """Answers like the seed's echo pods, as JSON: its pod and node, and whom it saw."""
+    """Answers like the seed's echo pods, as JSON: its pod and node, and whom it saw."""
 
-        def do_GET(self) -> None:
-            answer = {"env": {"POD_NAME": pod, "NODE_NAME": node}, "client": self.client_address[0]}
-            body = json.dumps(answer).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(body)
+    def body(client: str) -> bytes:
+        return json.dumps({"env": {"POD_NAME": pod, "NODE_NAME": node}, "client": client}).encode()
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    return Handler
+    return answering(body, "application/json")
 
 
 @dataclass(frozen=True, slots=True)

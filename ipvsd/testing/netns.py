@@ -18,7 +18,7 @@ import os
 import socket
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -56,22 +56,30 @@ def entered(namespace: str) -> Iterator[None]:
         os.close(home)
 
 
-def _handler(name: str) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        """Answers every GET with `<name> <client address>`: who served, and whom it saw."""
+def answering(
+    body: Callable[[str], bytes], content_type: str = "text/plain"
+) -> type[BaseHTTPRequestHandler]:
+    """A request handler answering every GET with `body(client address)`, then closing."""
 
+    class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            body = f"{name} {self.client_address[0]}".encode()
+            answer = body(self.client_address[0])
             self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(answer)))
             self.send_header("Connection", "close")
             self.end_headers()
-            self.wfile.write(body)
+            self.wfile.write(answer)
 
         def log_message(self, format: str, *args: object) -> None:
             pass
 
     return Handler
+
+
+def _handler(name: str) -> type[BaseHTTPRequestHandler]:
+    """Answers `<name> <client address>`: who served, and whom it saw."""
+    return answering(lambda client: f"{name} {client}".encode())
 
 
 def http_get(namespace: str, host: str, port: int, *, timeout: float = 3.0) -> str:
