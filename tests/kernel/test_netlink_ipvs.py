@@ -107,7 +107,10 @@ async def counters_settled(
 async def test_dump_reports_connections_packets_and_bytes_of_real_traffic(
     ipvs: NetlinkIpvs,
 ) -> None:
-    vip = "10.96.0.10"
+    # A VIP no other test uses: a real server deleted with connections waits in the kernel's
+    # trash for minutes, and re-adding the same one (same VIP, port, address) restores it
+    # with its old counters, which would count another test's connections here.
+    vip = "10.96.200.10"
     key = ServiceKey.tcp(vip, 80)
     with lab() as net:
         backend = net.add_namespace("backend")
