@@ -22,32 +22,22 @@ from ipvsd.dataplane.ipvs_netlink import NetlinkIpvs
 from ipvsd.dataplane.nft import NftFirewall
 from ipvsd.model.endpoint import Endpoint, EndpointPort, EndpointSlice
 from ipvsd.model.ipvs import Family, Protocol, parse_address
-from ipvsd.model.service import Service, ServicePort, ServiceRef, ServiceType, TrafficPolicy
+from ipvsd.model.service import Service, ServiceType, TrafficPolicy
 from ipvsd.plan.desired import NodeContext, desired_service
 from ipvsd.plan.diff import diff_tables
 from ipvsd.plan.firewall import FirewallConfig, firewall_for
-from ipvsd.testing.netns import Lab, entered, http_get, lab
+from ipvsd.testing.netns import Lab, entered, http_get
+from tests.kernel.firewall_support import CLUSTER_IP, EXTERNAL_IP, REF, firewall_lab, web
 
 pytestmark = pytest.mark.kernel
 
-REF = ServiceRef("default", "web")
-CLUSTER_IP, EXTERNAL_IP = "10.96.0.10", "203.0.113.5"
 NODE = NodeContext("node-a")
 CONFIG = FirewallConfig(cluster_cidrs=(ip_network("10.200.1.0/24"),))
-DEVICE = "kube-ipvs0"
 
 
 @pytest.fixture(scope="module")
 def net() -> Iterator[Lab]:
-    subprocess.run(["modprobe", "ip_vs"], check=True)
-    # Without IPVS connection tracking, netfilter NAT never sees IPVS-forwarded packets.
-    subprocess.run(["sysctl", "-qw", "net.ipv4.vs.conntrack=1"], check=True)
-    with lab() as created:
-        pod = created.add_namespace("pod-a")  # 10.200.1.2
-        created.add_namespace("client")  # 10.200.2.2
-        created.serve("pod-a", pod, 8080)
-        yield created
-    subprocess.run(["ip", "link", "del", DEVICE], check=False)
+    yield from firewall_lab()
 
 
 @pytest.fixture
@@ -76,14 +66,6 @@ async def program(net: Lab) -> AsyncIterator[object]:
     await firewall.cleanup()
     await addresses.close()
     await ipvs.close()
-
-
-def web(**changes: object) -> Service:
-    base = Service(
-        REF, "u", ServiceType.CLUSTER_IP, (parse_address(CLUSTER_IP),),
-        (ServicePort("http", Protocol.TCP, 80),), external_ips=(parse_address(EXTERNAL_IP),),
-    )  # fmt: skip
-    return replace(base, **changes)  # type: ignore[arg-type]
 
 
 def seen_by_pod(namespace: str, address: str) -> str:

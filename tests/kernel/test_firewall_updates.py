@@ -2,8 +2,8 @@
 
 The syncer replaces ipvsd's table whole on full syncs and, between them, adds and deletes only
 the changed elements (`plan.firewall_ledger`, `nft.render_changes`). Here the real syncer runs
-against the real kernel (IPVS, addresses, nftables) for node `node-a`; the `Lab` namespaces of
-`test_firewall_packets` play the pod (`pod-a`, in the cluster CIDR) and an outside client.
+against the real kernel (IPVS, addresses, nftables) for node `node-a`; the lab of
+`firewall_support` plays the pod (`pod-a`, in the cluster CIDR) and an outside client.
 Each test reads the sets back with `nft -j list`, checks that the table was not replaced (its
 handle stays), and sends real traffic through the changed rules.
 """
@@ -24,27 +24,18 @@ from ipvsd.dataplane.ipvs_netlink import NetlinkIpvs
 from ipvsd.dataplane.nft import NftFirewall
 from ipvsd.model.endpoint import Endpoint, EndpointPort, EndpointSlice
 from ipvsd.model.ipvs import Family, Protocol, parse_address
-from ipvsd.model.service import Service, ServicePort, ServiceRef, ServiceType, TrafficPolicy
+from ipvsd.model.service import Service, ServiceRef, ServiceType, TrafficPolicy
 from ipvsd.plan.firewall import FirewallConfig
 from ipvsd.reconcile.syncer import Syncer, SyncSettings
-from ipvsd.testing.netns import Lab, http_get, lab
+from ipvsd.testing.netns import Lab, http_get
+from tests.kernel.firewall_support import CLUSTER_IP, EXTERNAL_IP, REF, firewall_lab, web
 
 pytestmark = pytest.mark.kernel
-
-REF = ServiceRef("default", "web")
-CLUSTER_IP, EXTERNAL_IP = "10.96.0.10", "203.0.113.5"
 
 
 @pytest.fixture(scope="module")
 def net() -> Iterator[Lab]:
-    subprocess.run(["modprobe", "ip_vs"], check=True)
-    subprocess.run(["sysctl", "-qw", "net.ipv4.vs.conntrack=1"], check=True)
-    with lab() as created:
-        pod = created.add_namespace("pod-a")  # 10.200.1.2
-        created.add_namespace("client")  # 10.200.2.2
-        created.serve("pod-a", pod, 8080)
-        yield created
-    subprocess.run(["ip", "link", "del", "kube-ipvs0"], check=False)
+    yield from firewall_lab()
 
 
 class Cluster:
@@ -81,14 +72,6 @@ async def synced(net: Lab) -> AsyncIterator[tuple[Syncer, Cluster]]:
     await firewall.cleanup()
     await addresses.close()
     await ipvs.close()
-
-
-def web(**changes: object) -> Service:
-    base = Service(
-        REF, "u", ServiceType.CLUSTER_IP, (parse_address(CLUSTER_IP),),
-        (ServicePort("http", Protocol.TCP, 80),), external_ips=(parse_address(EXTERNAL_IP),),
-    )  # fmt: skip
-    return replace(base, **changes)  # type: ignore[arg-type]
 
 
 def nft_json(*what: str) -> list[dict[str, Any]]:
