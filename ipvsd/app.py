@@ -321,14 +321,14 @@ class _SyncLoop:
         if report.full:
             self._metrics.set_ipvs_snapshot(self._syncer.traffic())
         await self._service_health.sync(self._health_checks())
-        for ref, notes in report.warnings.items():
-            service = self._syncer.service(ref)
-            if service is not None:
-                await self._events.warn(service, "InvalidAnnotation", notes)
-        for ref, notes in report.notices.items():
-            service = self._syncer.service(ref)
-            if service is not None:
-                await self._events.notice(service, "SchedulerSubstituted", notes)
+        for by_service, record, reason in (
+            (report.warnings, self._events.warn, "InvalidAnnotation"),
+            (report.notices, self._events.notice, "SchedulerSubstituted"),
+        ):
+            for ref, notes in by_service.items():
+                service = self._syncer.service(ref)
+                if service is not None:
+                    await record(service, reason, notes)
         _log_report(report)
 
     def _health_checks(self) -> dict[ServiceRef, tuple[int, int]]:

@@ -1,8 +1,8 @@
 """`ipvsd explain SERVICE [--node NODE]`: why traffic to a Service goes where it goes.
 
-It reads the Service, its EndpointSlices and the Nodes from the API (with `--kubeconfig`, no
-root, no kernel), plans the Service for the node exactly as the daemon does (the same
-`desired_service`, the same flags: `--ipvs-scheduler`, `--topology-source`,
+It reads the Service, its EndpointSlices and the Nodes from the API (`kube.service_view`,
+with `--kubeconfig`; no root, no kernel), plans the Service for the node exactly as the daemon
+does (the same `desired_service`, the same flags: `--ipvs-scheduler`, `--topology-source`,
 `--nodeport-addresses`), and prints, per service port, the virtual servers and every endpoint
 kept or left out with its reason. NodePort addresses are the Node's primary addresses from its
 status (the daemon uses the host's interfaces, which an operator's laptop does not have).
@@ -11,85 +11,39 @@ status (the daemon uses the host's interfaces, which an operator's laptop does n
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
 
 from ipvsd.cli import ExplainRequest
 from ipvsd.config import ProxyConfig
 from ipvsd.kube.auth import load_credentials
-from ipvsd.kube.client import ApiClient, ApiError, ApiUnreachable
-from ipvsd.kube.convert import (
-    ConversionError,
-    endpoint_slice_from_dict,
-    node_from_dict,
-    service_from_dict,
-)
-from ipvsd.kube.resources import HEADLESS_LABEL, SERVICE_PROXY_NAME_LABEL
-from ipvsd.model.endpoint import EndpointSlice
+from ipvsd.kube.client import ApiClient
+from ipvsd.kube.service_view import ServiceUnavailable, read_service_view
 from ipvsd.model.ipvs import Family
 from ipvsd.model.node import Node
-from ipvsd.model.service import Service, ServicePort
+from ipvsd.model.service import Service, ServicePort, ServiceRef
 from ipvsd.plan.context import NodeContext
 from ipvsd.plan.desired import DesiredService, DesiredVirtualServer, desired_service
 from ipvsd.plan.scheduling import KNOWN_SCHEDULERS
-
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
 class ExplainError(Exception):
     """Why there is nothing to explain (not found, API unreachable, not ipvsd's Service)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Cluster:
-    """What explain reads from the API for one Service."""
-
-    service: Service
-    slices: tuple[EndpointSlice, ...]
-    nodes: Mapping[str, Node]
-
-
 async def explain(config: ProxyConfig, request: ExplainRequest) -> str:
     """The explanation text; raises `ExplainError` with a message for the operator."""
-    cluster = await read_cluster(config, request)
-    node = cluster.nodes.get(request.node)
-    if node is None:
-        raise ExplainError(f"node {request.node!r} not found (give one with --node NODE)")
-    context = explain_context(config, node, cluster.nodes)
-    desired = desired_service(cluster.service, cluster.slices, context)
-    return render(cluster.service, desired, context)
-
-
-async def read_cluster(config: ProxyConfig, request: ExplainRequest) -> Cluster:
-    ref = f"{request.namespace}/{request.name}"
+    ref = ServiceRef(request.namespace, request.name)
     try:
         credentials = load_credentials(kubeconfig=config.kubeconfig, master=config.master)
         async with ApiClient(credentials=credentials, request_timeout=30.0) as client:
-            raw = await client.get_json(
-                f"/api/v1/namespaces/{request.namespace}/services/{request.name}", {}
-            )
-            slices = await client.get_json(
-                f"/apis/discovery.k8s.io/v1/namespaces/{request.namespace}/endpointslices",
-                {"labelSelector": f"{SERVICE_NAME_LABEL}={request.name}"},
-            )
-            nodes = await client.get_json("/api/v1/nodes", {})
-    except ApiError as error:
-        if error.code == 404:
-            raise ExplainError(f"Service {ref} not found") from error
-        raise ExplainError(f"the API server refused: {error}") from error
-    except ApiUnreachable as error:
-        raise ExplainError(f"the API server is unreachable: {error}") from error
-    _check_ours(raw, ref, config.proxy_name)
-    try:
-        service = service_from_dict(raw)
-    except ConversionError as error:
-        raise ExplainError(f"Service {ref} is malformed: {error}") from error
-    if service is None:
-        raise ExplainError(
-            f"Service {ref} is headless, ExternalName or has no ClusterIP: ipvsd programs "
-            "nothing for it"
-        )
-    return Cluster(service, _slices(slices), _nodes(nodes))
+            view = await read_service_view(client, ref, config.proxy_name)
+    except ServiceUnavailable as error:
+        raise ExplainError(str(error)) from error
+    node = view.nodes.get(request.node)
+    if node is None:
+        raise ExplainError(f"node {request.node!r} not found (give one with --node NODE)")
+    context = explain_context(config, node, view.nodes)
+    desired = desired_service(view.service, view.slices, context)
+    return render(view.service, desired, context)
 
 
 def explain_context(config: ProxyConfig, node: Node, nodes: Mapping[str, Node]) -> NodeContext:
@@ -157,38 +111,3 @@ def _port_lines(servers: list[DesiredVirtualServer], node: NodeContext) -> list[
             else:
                 lines.append(f"    + {target:<28} {'weight ' + str(chosen.weight):<10} {reason}")
     return lines
-
-
-def _check_ours(raw: dict[str, Any], ref: str, proxy_name: str) -> None:
-    labels = (raw.get("metadata") or {}).get("labels") or {}
-    if HEADLESS_LABEL in labels:
-        raise ExplainError(f"Service {ref} is headless ({HEADLESS_LABEL}): no proxy handles it")
-    named = labels.get(SERVICE_PROXY_NAME_LABEL)
-    if named is not None and named != proxy_name:
-        raise ExplainError(
-            f"Service {ref} is handled by proxy {named!r} ({SERVICE_PROXY_NAME_LABEL}), "
-            f"not by {proxy_name!r}"
-        )
-
-
-def _slices(listed: dict[str, Any]) -> tuple[EndpointSlice, ...]:
-    result = []
-    for item in listed.get("items") or ():
-        try:
-            converted = endpoint_slice_from_dict(item)
-        except ConversionError:
-            continue  # the daemon skips a malformed slice too
-        if converted is not None:
-            result.append(converted)
-    return tuple(result)
-
-
-def _nodes(listed: dict[str, Any]) -> dict[str, Node]:
-    result = {}
-    for item in listed.get("items") or ():
-        try:
-            node = node_from_dict(item)
-        except ConversionError:
-            continue
-        result[node.name] = node
-    return result

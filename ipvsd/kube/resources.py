@@ -10,6 +10,7 @@ selections per resource, merged by the informer.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 SERVICE_PROXY_NAME_LABEL = "service.kubernetes.io/service-proxy-name"
@@ -24,6 +25,11 @@ class Resource:
     kind: str
     path: str
     namespaced: bool
+
+    def in_namespace(self, namespace: str) -> str:
+        """The collection's path within one namespace (`/api/v1/namespaces/NS/services`)."""
+        head, _, plural = self.path.rpartition("/")
+        return f"{head}/namespaces/{namespace}/{plural}"
 
 
 SERVICES = Resource("Service", "/api/v1/services", namespaced=True)
@@ -68,6 +74,16 @@ def proxy_selections(proxy_name: str = DEFAULT_PROXY_NAME) -> tuple[Selection, S
         Selection(labels=f"!{SERVICE_PROXY_NAME_LABEL},!{HEADLESS_LABEL}"),
         Selection(labels=f"{SERVICE_PROXY_NAME_LABEL}={proxy_name},!{HEADLESS_LABEL}"),
     )
+
+
+def not_handled_because(labels: Mapping[str, str], proxy_name: str) -> str | None:
+    """Why an object with these labels is outside `proxy_selections` (None: it is inside)."""
+    if HEADLESS_LABEL in labels:
+        return f"it is headless ({HEADLESS_LABEL}): no proxy handles it"
+    named = labels.get(SERVICE_PROXY_NAME_LABEL)
+    if named is not None and named != proxy_name:
+        return f"proxy {named!r} handles it ({SERVICE_PROXY_NAME_LABEL}), not {proxy_name!r}"
+    return None
 
 
 def own_node_selection(node_name: str) -> Selection:

@@ -365,13 +365,11 @@ class Syncer:
         failures: tuple[str, ...],
     ) -> SyncReport:
         warnings = {ref: d.warnings for ref, d in planned.items() if d.warnings}
-        for ref, notes in warnings.items():
-            for note in notes:
-                log.warning("Service %s: %s", ref, note)
         notices = {ref: d.notices for ref, d in planned.items() if d.notices}
-        for ref, notes in notices.items():
-            for note in notes:
-                log.info("Service %s: %s", ref, note)
+        for level, by_service in ((logging.WARNING, warnings), (logging.INFO, notices)):
+            for ref, notes in by_service.items():
+                for note in notes:
+                    log.log(level, "Service %s: %s", ref, note)
         internal: set[ServiceRef] = set()
         external: set[ServiceRef] = set()
         for ref, desired in self.programmed.items():

@@ -122,12 +122,23 @@ async def test_spec_source_explains_derived_hints_and_their_fallback(server: Api
     [
         (("explain", "nope", "--node", "node-a"), "ipvsd explain: Service default/nope not found"),
         (("explain", "echo", "--node", "node-z"), "ipvsd explain: node 'node-z' not found"),
+        (
+            ("explain", "theirs", "--node", "node-a"),
+            "ipvsd explain: Service default/theirs: proxy 'x' handles it "
+            "(service.kubernetes.io/service-proxy-name), not 'ipvsd'",
+        ),
     ],
 )
 async def test_what_cannot_be_explained_says_so(
     server: ApiServer, argv: tuple[str, ...], message: str
 ) -> None:
     server.store.create(echo({}))
+    other = echo({})
+    other["metadata"].update(
+        name="theirs", labels={"service.kubernetes.io/service-proxy-name": "x"}
+    )
+    other["spec"]["clusterIP"] = "10.96.0.11"
+    server.store.create(other)
     code, out, err = await ipvsd(server, *argv)
     assert (code, out) == (1, "")
     assert message in err
