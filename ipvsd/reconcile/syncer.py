@@ -20,9 +20,10 @@ logged per object and counted; they never stop the sync nor affect other Service
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv6Address
 from typing import Protocol
@@ -179,6 +180,11 @@ class Syncer:
         return next((s for s in self._services() if s.ref == ref), None)
 
     async def _full(self) -> SyncReport:
+        """Everything planned again and checked against the kernel.
+
+        The three slow kernel jobs run side by side: nft loads the table (its own process),
+        the address worker binds VIPs, and this thread dumps IPVS and computes the diff. IPVS
+        changes wait for all of them: the firewall is ready before traffic flows."""
         host = await self._addresses.host_addresses()
         node = self.node_context(host)
         current = {service.ref: service for service in self._services()}
@@ -190,19 +196,25 @@ class Syncer:
             for desired in planned.values()
             for d in desired.virtual_servers
         }
-        bound_before, wanted = await self._bind(planned, host)
+        bound_before, wanted = self._addresses_wanted(planned, host)
         ownership = Ownership.of(
             bound=bound_before | wanted,
             node_port_addresses=node.node_port_addresses,
             node_port_range=self.settings.node_port_range,
             excluded=self.settings.exclude_cidrs,
         )
-        observed = await self._ipvs.dump()
-        self.last_dump = observed
-        self._drains = {k: v for k, v in self._drains.items() if k[0] in table}
-        ops = diff_tables(table, observed, owns=ownership.owns, drain_expired=self._drain_expired)
         parts = {ref: self._firewall_part(current[ref], d) for ref, d in planned.items()}
-        await self._firewall.apply(self._ledger.reset(parts))  # masquerade ready before traffic
+        binding = asyncio.ensure_future(self._bind(wanted - bound_before))
+        loading = asyncio.ensure_future(self._firewall.apply(self._ledger.reset(parts)))
+        try:
+            observed = await self._ipvs.dump()
+            self.last_dump = observed
+            self._drains = {k: v for k, v in self._drains.items() if k[0] in table}
+            ops = diff_tables(
+                table, observed, owns=ownership.owns, drain_expired=self._drain_expired
+            )
+        finally:
+            await _all_done(binding, loading)
         failures = await self._apply(ops)
         self.programmed = planned
         self._services_by_ref = current
@@ -312,11 +324,11 @@ class Syncer:
                 )
         return ops
 
-    async def _bind(
+    def _addresses_wanted(
         self, planned: Mapping[ServiceRef, DesiredService], host: list[tuple[IPAddress, str]]
     ) -> tuple[frozenset[IPAddress], frozenset[IPAddress]]:
-        """Bind what is newly wanted; (bound before, wanted). Addresses that are already on
-        another interface stay there (the host answers for them anyway)."""
+        """(bound on the device now, wanted there). Addresses that are already on another
+        interface stay there (the host answers for them anyway)."""
         device = self.settings.device
         elsewhere = {address for address, name in host if name != device}
         bound_before = frozenset(address for address, name in host if name == device)
@@ -326,9 +338,11 @@ class Syncer:
             for address in desired.bound_addresses
             if address not in elsewhere
         )
-        await self._addresses.ensure_device()
-        await self._addresses.bind(wanted - bound_before)
         return bound_before, wanted
+
+    async def _bind(self, addresses: frozenset[IPAddress]) -> None:
+        await self._addresses.ensure_device()
+        await self._addresses.bind(addresses)
 
     async def _apply(self, ops: list[Operation]) -> tuple[str, ...]:
         if not ops:
@@ -386,6 +400,15 @@ class Syncer:
             no_local_internal=len(internal),
             no_local_external=len(external),
         )
+
+
+async def _all_done(*jobs: Awaitable[object]) -> None:
+    """Wait for every job, even when one fails (none is left running behind the sync's back);
+    then raise the first failure."""
+    outcomes = await asyncio.gather(*jobs, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 def node_context(
