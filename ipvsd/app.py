@@ -16,6 +16,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 
+from ipvsd.collector import tune_collector
 from ipvsd.config import ProxyConfig
 from ipvsd.dataplane.addresses import DEVICE, RtnlAddresses
 from ipvsd.dataplane.ipvs_netlink import NetlinkIpvs
@@ -180,6 +181,7 @@ async def cleanup(config: ProxyConfig) -> int:
 
 async def run(config: ProxyConfig) -> int:
     """Run the proxy until cancelled (or, with `once`, until the first full sync is done)."""
+    tune_collector()
     if config.dry_run:
         print(await dry_run(config), end="")
         return 0
