@@ -35,6 +35,7 @@ import uvloop
 
 from ipvsd.app import _informers, _nodes, _own_node, _SyncLoop, prepare_kernel, sync_settings
 from ipvsd.cli import parse_args
+from ipvsd.collector import tune_collector
 from ipvsd.dataplane.addresses import Addresses, FakeAddresses, RtnlAddresses
 from ipvsd.dataplane.ipvs import BatchResult, Ipvs
 from ipvsd.dataplane.ipvs_fake import FakeIpvs
@@ -221,6 +222,7 @@ async def measure(arguments: argparse.Namespace) -> None:
     config = parse_args(
         [f"--kubeconfig={arguments.kubeconfig}", f"--hostname-override={NODE_NAME}"], environ={}
     ).config
+    tune_collector()
     if arguments.dataplane == "kernel":
         prepare_kernel(config)  # modprobe and sysctls: before the clock starts
     watch = Stopwatch()
@@ -252,8 +254,16 @@ async def measure(arguments: argparse.Namespace) -> None:
                 service_health=service_health,
                 events=EventRecorder(client=client, node_name=config.node_name),
             )
-            await _run(config, informers, tracker, loop, watch=watch, started=started,
-                       profile_to=arguments.profile)  # fmt: skip
+            await _run(
+                config,
+                informers,
+                tracker,
+                loop,
+                watch=watch,
+                started=started,
+                profile_to=arguments.profile,
+                profile_cold_to=arguments.profile_cold,
+            )
             await _verify(inner_ipvs)
     finally:
         await service_health.close()
@@ -270,6 +280,7 @@ async def _run(
     watch: Stopwatch,
     started: float,
     profile_to: str | None,
+    profile_cold_to: str | None,
 ) -> None:
     """Cold start (informers, then the runner's first run: a full sync), then the runner
     until the parent closes stdin. Wired as `app.run` wires it."""
@@ -283,12 +294,18 @@ async def _run(
         sync, min_interval=config.ipvs_min_sync_period, max_interval=config.ipvs_sync_period
     )
     tracker.set_notify(runner.request)
+    cold_profile = cProfile.Profile() if profile_cold_to else None
+    if cold_profile is not None:
+        cold_profile.enable()
     watching = asyncio.create_task(informers.run(), name="informers")
     await informers.synced.wait()
     synced = time.monotonic()
     running = asyncio.create_task(runner.loop(), name="sync loop")
     await first_done.wait()
     programmed = time.monotonic()
+    if cold_profile is not None:
+        cold_profile.disable()
+        cold_profile.dump_stats(str(profile_cold_to))
     say(
         "programmed",
         {
@@ -337,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--dataplane", choices=["kernel", "netns", "fake"], default="fake")
     parser.add_argument("--profile", help="cProfile the change phase into this file")
+    parser.add_argument("--profile-cold", help="cProfile the cold start into this file")
     uvloop.run(measure(parser.parse_args(argv)))
     return 0
 

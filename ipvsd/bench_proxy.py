@@ -29,6 +29,7 @@ from typing import Any
 import uvloop
 
 from ipvsd.bench_daemon import MARKER_NETWORK, NODE_NAME
+from ipvsd.collector import tune_collector
 
 Document = dict[str, Any]
 POD_NETWORK = int(IPv4Address("10.128.0.0"))
@@ -177,6 +178,7 @@ async def run(arguments: argparse.Namespace) -> dict[str, Any]:
             sys.executable, "-m", "ipvsd.bench_daemon",
             "--kubeconfig", str(server.kubeconfig_path), "--dataplane", arguments.dataplane,
             *(["--profile", arguments.profile] if arguments.profile else []),
+            *(["--profile-cold", arguments.profile_cold] if arguments.profile_cold else []),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
         daemon = Daemon(process)
@@ -254,8 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gap", type=float, default=0.02, help="seconds between changes")
     parser.add_argument("--dataplane", choices=sorted(DATAPLANES), default="fake")
     parser.add_argument("--profile", help="the daemon's cProfile of the change phase, to FILE")
+    parser.add_argument("--profile-cold", help="the daemon's cProfile of the cold start, to FILE")
     parser.add_argument("--timeout", type=float, default=60.0, help="per change, seconds")
     arguments = parser.parse_args(argv)
+    tune_collector()  # the emulator stands in for a Go API server: keep its Python overhead low
     result = uvloop.run(run(arguments))
     print(summary(result))
     print(json.dumps(result))
