@@ -21,7 +21,7 @@ from ipvsd.config import ProxyConfig
 from ipvsd.dataplane.addresses import DEVICE, RtnlAddresses
 from ipvsd.dataplane.ipvs_netlink import NetlinkIpvs
 from ipvsd.dataplane.ipvsadm_format import ServiceRules, rules_lines
-from ipvsd.dataplane.nft import NftFirewall
+from ipvsd.dataplane.nft import NftFirewall, check_support
 from ipvsd.dataplane.sysctl import Sysctl
 from ipvsd.kube.auth import load_credentials
 from ipvsd.kube.client import ApiClient
@@ -31,7 +31,7 @@ from ipvsd.model.ipvs import DeleteService, Family, Timeouts
 from ipvsd.model.node import Node
 from ipvsd.model.service import ServiceRef
 from ipvsd.plan.desired import VipKind, desired_service
-from ipvsd.plan.firewall import FirewallConfig
+from ipvsd.plan.firewall import Firewall, FirewallConfig
 from ipvsd.plan.ownership import Ownership
 from ipvsd.plan.sysctls import kernel_version, required_sysctls
 from ipvsd.reconcile.runner import BoundedFrequencyRunner
@@ -141,7 +141,8 @@ async def dry_run(config: ProxyConfig) -> str:
 
 
 def prepare_kernel(config: ProxyConfig) -> None:
-    """Modules and sysctls (best effort: each failure is logged, none is fatal)."""
+    """Modules, sysctls, and an nftables check that also loads its modules (best effort:
+    each failure is logged, none is fatal)."""
     for module in ("ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack"):
         done = subprocess.run(["modprobe", module], capture_output=True, text=True, check=False)
         if done.returncode:
@@ -150,6 +151,9 @@ def prepare_kernel(config: ProxyConfig) -> None:
         kernel=kernel_version(os.uname().release), strict_arp=config.ipvs_strict_arp
     )
     Sysctl().ensure(wanted)
+    complaint = check_support(Firewall(config=sync_settings(config).firewall))
+    if complaint:
+        log.warning("nftables refuses ipvsd's table (syncs will fail until fixed): %s", complaint)
 
 
 async def cleanup(config: ProxyConfig) -> int:
