@@ -36,6 +36,9 @@ class NodeContext:
     labels: tuple[tuple[str, str], ...] = ()
     nodes: Mapping[str, Node] = field(default_factory=lambda: _NO_NODES, compare=False)
     topology_source: TopologySource = "hints"
+    _node_zones: dict[str, str | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def label(self, key: str) -> str | None:
         """This node's value for a label key (its own name stands in for the hostname)."""
@@ -62,10 +65,22 @@ class NodeContext:
         return None
 
     def endpoint_zone(self, endpoint: Endpoint) -> str | None:
-        return self.endpoint_label(endpoint, ZONE_LABEL)
+        """`endpoint_label(endpoint, ZONE_LABEL)`, with each Node's zone looked up once per
+        context (asked for every endpoint of every Service; a Node whose labels change
+        triggers a full sync, which makes a new context)."""
+        if endpoint.zone:
+            return endpoint.zone
+        name = endpoint.node_name
+        if name is None:
+            return None
+        zones = self._node_zones
+        if name not in zones:
+            node = self.nodes.get(name)
+            zones[name] = node.label(ZONE_LABEL) if node is not None else None
+        return zones[name]
 
     def proximity(self, endpoint: Endpoint) -> Proximity:
-        if endpoint.node_name is not None and endpoint.node_name == self.name:
+        if endpoint.node_name == self.name:
             return Proximity.NODE
         if self.zone is not None and self.endpoint_zone(endpoint) == self.zone:
             return Proximity.ZONE

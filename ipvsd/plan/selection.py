@@ -208,16 +208,12 @@ def _cluster(
         summary, fallback = _hints_summary(candidates, sets.mode, source, node)
     if terminating:
         summary += "; no endpoint is ready, so serving-terminating ones are used"
-    chosen = tuple(
-        Chosen(
-            b,
-            topology.weights.of(node.proximity(b.endpoint)) if weighted else 1,
-            node.proximity(b.endpoint),
-        )
-        for b in usable
-    )
+    chosen = []
+    for backend in usable:
+        place = node.proximity(backend.endpoint)
+        chosen.append(Chosen(backend, topology.weights.of(place) if weighted else 1, place))
     return PortSelection(
-        chosen=chosen,
+        chosen=tuple(chosen),
         candidates=candidates,
         summary=summary,
         fallback=fallback,
