@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from ipaddress import ip_network
 
@@ -15,6 +17,7 @@ from ipvsd.model.ipvs import (
     AddRealServer,
     AddService,
     Family,
+    IPAddress,
     Protocol,
     RealServer,
     ServiceKey,
@@ -355,3 +358,78 @@ async def test_after_a_failed_sync_the_next_one_is_full(
 
 async def _failing() -> None:
     raise OSError("kube-ipvs0 cannot be created")
+
+
+class GatedFirewall(RecordingFirewall):
+    """A table load that takes as long as the test wants (nft runs as its own process)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loading = asyncio.Event()
+        self.may_finish = asyncio.Event()
+
+    async def apply(self, firewall: Firewall) -> bool:
+        self.loading.set()
+        await self.may_finish.wait()
+        return await super().apply(firewall)
+
+
+def _syncer_with(
+    firewall: GatedFirewall, kernel: FakeIpvs, addresses: FakeAddresses, cluster: Cluster
+) -> Syncer:
+    return Syncer(
+        ipvs=kernel,
+        addresses=addresses,
+        firewall=firewall,
+        settings=SyncSettings(node_name="node-a", families=(Family.INET,)),
+        services=lambda: list(cluster.services.values()),
+        slices_of=lambda ref: cluster.slices.get(ref, []),
+        own_node=lambda: None,
+    )
+
+
+async def test_a_full_sync_binds_vips_while_the_table_loads_and_programs_ipvs_after_both(
+    kernel: FakeIpvs, addresses: FakeAddresses, cluster: Cluster
+) -> None:
+    cluster.add("web", "10.96.0.10", "10.244.1.5")
+    firewall = GatedFirewall()
+    may_bind = asyncio.Event()
+    bind = addresses.bind
+
+    async def held_bind(wanted: Iterable[IPAddress]) -> None:
+        await may_bind.wait()
+        await bind(wanted)
+
+    addresses.bind = held_bind  # type: ignore[method-assign]
+    syncer = _syncer_with(firewall, kernel, addresses, cluster)
+    syncing = asyncio.create_task(syncer.sync(full=True))
+    await asyncio.wait_for(firewall.loading.wait(), 5)  # started while the binding is held
+    may_bind.set()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert await addresses.bound() == {parse_address("10.96.0.10")}
+    assert table(kernel) == [], "IPVS changes wait until the table is loaded"
+    firewall.may_finish.set()
+    report = await syncing
+    assert report.full
+    assert table(kernel)[0] == "-A -t 10.96.0.10:80 -s rr"
+
+
+async def test_a_failed_binding_fails_the_full_sync_after_the_table_load_ends(
+    kernel: FakeIpvs, addresses: FakeAddresses, cluster: Cluster
+) -> None:
+    cluster.add("web", "10.96.0.10", "10.244.1.5")
+    firewall = GatedFirewall()
+    addresses.ensure_device = _failing  # type: ignore[method-assign]
+    syncing = asyncio.create_task(
+        _syncer_with(firewall, kernel, addresses, cluster).sync(full=True)
+    )
+    await firewall.loading.wait()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not syncing.done(), "the sync waits for the table load it started"
+    firewall.may_finish.set()
+    with pytest.raises(OSError, match="kube-ipvs0"):
+        await syncing
+    assert firewall.current is not None, "the table load was not abandoned half way"
+    assert table(kernel) == [], "no IPVS change without the addresses"
