@@ -12,7 +12,8 @@ memory. The shared contract suite holds both to the same behaviour.
 A cold start binds one address per ClusterIP, 10,000 at scale; one pyroute2 round trip each made
 that most of the first sync. So `bind` and `unbind` hand-pack their requests and send them in
 batches over a raw rtnetlink socket (`genl.NetlinkSocket.send_batch`): a few system calls for
-the lot, and still one result per address. The rarer reads and device changes stay on pyroute2.
+the lot, and still one result per address. Reading the host's addresses (every full sync) is a
+raw dump too; only the device's creation, removal and lookup stay on pyroute2.
 """
 
 from __future__ import annotations
@@ -25,21 +26,34 @@ import socket
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from ipaddress import ip_address
 from typing import Any, Protocol, TypeVar
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from ipvsd.dataplane.genl import NETLINK_ROUTE, NLM_F_CREATE, NLM_F_EXCL, NetlinkSocket, attribute
-from ipvsd.model.ipvs import IPAddress, parse_address
+from ipvsd.dataplane.genl import (
+    NETLINK_ROUTE,
+    NLM_F_CREATE,
+    NLM_F_EXCL,
+    NetlinkSocket,
+    attribute,
+    parse_attributes,
+)
+from ipvsd.model.ipvs import IPAddress
 
 log = logging.getLogger(__name__)
 
 DEVICE = "kube-ipvs0"
 T = TypeVar("T")
 
+RTM_NEWLINK = 16
+RTM_GETLINK = 18
 RTM_NEWADDR = 20
 RTM_DELADDR = 21
+RTM_GETADDR = 22
+IFLA_IFNAME = 3
+IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change mask
 IFA_ADDRESS = 1
 IFA_LOCAL = 2
 IFADDRMSG = struct.Struct("=BBBBI")  # family, prefix length, flags, scope, interface index
@@ -122,8 +136,8 @@ def failure_report(
 
 
 class RtnlAddresses:
-    """`Addresses` of the current network namespace over rtnetlink: batched raw requests for
-    bind/unbind, pyroute2 for the rest. Both sockets live on the one worker thread."""
+    """`Addresses` of the current network namespace over rtnetlink: raw batched requests and
+    dumps for addresses, pyroute2 for the device. Both sockets live on the one worker thread."""
 
     def __init__(self, *, device: str = DEVICE) -> None:
         self.device = device
@@ -205,19 +219,35 @@ class RtnlAddresses:
 
     async def host_addresses(self) -> list[tuple[IPAddress, str]]:
         def read() -> list[tuple[IPAddress, str]]:
-            links = self._rtnl().get_links()
-            names = {int(link["index"]): str(link.get_attr("IFLA_IFNAME")) for link in links}
+            names = self._link_names()
             pairs = {(address, names.get(index, "?")) for address, index in self._dump()}
             return sorted(pairs, key=_pair_order)
 
         return await self._run(read)
 
+    def _link_names(self) -> dict[int, str]:
+        """Interface index -> name, from one raw RTM_GETLINK dump."""
+        names = {}
+        request = IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+        for payload in self._netlink().request(RTM_GETLINK, request, dump=True, reply=RTM_NEWLINK):
+            index = IFINFOMSG.unpack_from(payload)[2]
+            name = parse_attributes(payload, IFINFOMSG.size).get(IFLA_IFNAME)
+            if name is not None:
+                names[index] = bytes(name).split(b"\0", 1)[0].decode(errors="replace")
+        return names
+
     def _dump(self) -> list[tuple[IPAddress, int]]:
+        """(address, interface index) of every address, from one raw RTM_GETADDR dump (10,000
+        VIPs: the pyroute2 dump this replaces parsed them at a tenth of the speed). An IPv4
+        point-to-point address is its local end (IFA_LOCAL), not the peer (IFA_ADDRESS)."""
         found = []
-        for message in self._rtnl().get_addr():
-            text = message.get_attr("IFA_ADDRESS") or message.get_attr("IFA_LOCAL")
-            if text:
-                found.append((parse_address(text.split("%")[0]), int(message["index"])))
+        request = IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+        for payload in self._netlink().request(RTM_GETADDR, request, dump=True, reply=RTM_NEWADDR):
+            family, _, _, _, index = IFADDRMSG.unpack_from(payload)
+            attributes = parse_attributes(payload, IFADDRMSG.size)
+            packed = attributes.get(IFA_LOCAL) or attributes.get(IFA_ADDRESS)
+            if packed is not None and family in (socket.AF_INET, socket.AF_INET6):
+                found.append((ip_address(bytes(packed)), index))
         return found
 
     async def close(self) -> None:

@@ -183,8 +183,13 @@ class NetlinkSocket:
             first, self._seq = 1, 1 + count
         return first
 
-    def request(self, family: int, body: bytes, *, dump: bool = False) -> list[memoryview]:
-        """Send one request and return the payloads of its replies (all parts of a dump)."""
+    def request(
+        self, family: int, body: bytes, *, dump: bool = False, reply: int | None = None
+    ) -> list[memoryview]:
+        """Send one request and return the payloads of its replies (all parts of a dump).
+        `reply` is the replies' message type where it differs from the request's (rtnetlink
+        answers RTM_GETADDR with RTM_NEWADDR messages)."""
+        wanted = family if reply is None else reply
         seq = self.next_seq()
         flags = NLM_F_REQUEST | NLM_F_ACK | (NLM_F_DUMP if dump else 0)
         self._sock.send(
@@ -205,7 +210,7 @@ class NetlinkSocket:
                     if code:  # the dump itself failed part-way
                         raise NetlinkError(code, os.strerror(code))
                     return replies
-                if kind == family:
+                if kind == wanted:
                     replies.append(payload)
                     if not dump and not msg_flags & NLM_F_MULTI:
                         # A plain request answered with data still gets the ACK; keep reading.
