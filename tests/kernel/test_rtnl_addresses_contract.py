@@ -96,3 +96,31 @@ async def test_a_refused_address_is_named_and_the_others_still_bind() -> None:
     finally:
         await addresses.close()
         delete_device()
+
+
+async def test_host_addresses_match_iproute2_and_a_point_to_point_address_is_its_local_end() -> (
+    None
+):
+    """The raw dump reads what `ip -j addr` shows: every address with its interface name, and
+    for an IPv4 point-to-point address the host's own end, not the peer's."""
+    other = "ipvsd-test1"
+    subprocess.run(["ip", "link", "del", other], check=False, capture_output=True)
+    subprocess.run(["ip", "link", "add", other, "type", "dummy"], check=True)
+    subprocess.run(
+        ["ip", "addr", "add", "10.255.7.1", "peer", "10.255.7.2", "dev", other], check=True
+    )
+    addresses = RtnlAddresses(device=DEVICE)
+    try:
+        found = await addresses.host_addresses()
+        assert (parse_address("10.255.7.1"), other) in found
+        assert all(address != parse_address("10.255.7.2") for address, _ in found)
+        listed = json.loads(subprocess.check_output(["ip", "-j", "addr", "show"]))
+        expected = {
+            (parse_address(str(entry["local"]).split("%")[0]), str(link["ifname"]))
+            for link in listed
+            for entry in link["addr_info"]
+        }
+        assert set(found) == expected
+    finally:
+        await addresses.close()
+        subprocess.run(["ip", "link", "del", other], check=False, capture_output=True)
