@@ -104,6 +104,12 @@ def firewall() -> RecordingFirewall:
 def syncer(
     kernel: FakeIpvs, addresses: FakeAddresses, cluster: Cluster, firewall: RecordingFirewall
 ) -> Syncer:
+    return syncer_with(firewall, kernel, addresses, cluster)
+
+
+def syncer_with(
+    firewall: RecordingFirewall, kernel: FakeIpvs, addresses: FakeAddresses, cluster: Cluster
+) -> Syncer:
     return Syncer(
         ipvs=kernel,
         addresses=addresses,
@@ -374,20 +380,6 @@ class GatedFirewall(RecordingFirewall):
         return await super().apply(firewall)
 
 
-def _syncer_with(
-    firewall: GatedFirewall, kernel: FakeIpvs, addresses: FakeAddresses, cluster: Cluster
-) -> Syncer:
-    return Syncer(
-        ipvs=kernel,
-        addresses=addresses,
-        firewall=firewall,
-        settings=SyncSettings(node_name="node-a", families=(Family.INET,)),
-        services=lambda: list(cluster.services.values()),
-        slices_of=lambda ref: cluster.slices.get(ref, []),
-        own_node=lambda: None,
-    )
-
-
 async def test_a_full_sync_binds_vips_while_the_table_loads_and_programs_ipvs_after_both(
     kernel: FakeIpvs, addresses: FakeAddresses, cluster: Cluster
 ) -> None:
@@ -401,7 +393,7 @@ async def test_a_full_sync_binds_vips_while_the_table_loads_and_programs_ipvs_af
         await bind(wanted)
 
     addresses.bind = held_bind  # type: ignore[method-assign]
-    syncer = _syncer_with(firewall, kernel, addresses, cluster)
+    syncer = syncer_with(firewall, kernel, addresses, cluster)
     syncing = asyncio.create_task(syncer.sync(full=True))
     await asyncio.wait_for(firewall.loading.wait(), 5)  # started while the binding is held
     may_bind.set()
@@ -421,9 +413,7 @@ async def test_a_failed_binding_fails_the_full_sync_after_the_table_load_ends(
     cluster.add("web", "10.96.0.10", "10.244.1.5")
     firewall = GatedFirewall()
     addresses.ensure_device = _failing  # type: ignore[method-assign]
-    syncing = asyncio.create_task(
-        _syncer_with(firewall, kernel, addresses, cluster).sync(full=True)
-    )
+    syncing = asyncio.create_task(syncer_with(firewall, kernel, addresses, cluster).sync(full=True))
     await firewall.loading.wait()
     for _ in range(20):
         await asyncio.sleep(0)
