@@ -18,7 +18,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 
 from ipvsd.collector import tune_collector
 from ipvsd.config import ProxyConfig
-from ipvsd.dataplane.addresses import DEVICE, RtnlAddresses
+from ipvsd.dataplane.addresses import DEVICE, Addresses, RtnlAddresses
+from ipvsd.dataplane.ipvs import Ipvs
 from ipvsd.dataplane.ipvs_netlink import NetlinkIpvs
 from ipvsd.dataplane.ipvsadm_format import ServiceRules, rules_lines
 from ipvsd.dataplane.nft import NftFirewall, check_support
@@ -36,6 +37,7 @@ from ipvsd.plan.ownership import Ownership
 from ipvsd.plan.sysctls import kernel_version, required_sysctls
 from ipvsd.reconcile.runner import BoundedFrequencyRunner
 from ipvsd.reconcile.syncer import (
+    FirewallPort,
     Syncer,
     SyncReport,
     SyncSettings,
@@ -111,6 +113,30 @@ def _own_node(informers: ProxyInformers) -> Node | None:
 
 def _nodes(informers: ProxyInformers) -> Mapping[str, Node]:
     return informers.nodes.store if informers.nodes is not None else {}
+
+
+def informed_syncer(
+    config: ProxyConfig,
+    informers: ProxyInformers,
+    tracker: ChangeTracker,
+    *,
+    ipvs: Ipvs,
+    addresses: Addresses,
+    firewall: FirewallPort,
+) -> Syncer:
+    """The syncer reading the informers' stores, over the given adapters (the daemon's real
+    ones; the benchmark's timed or fake ones)."""
+    return Syncer(
+        ipvs=ipvs,
+        addresses=addresses,
+        firewall=firewall,
+        settings=sync_settings(config),
+        services=informers.services.store.values,
+        slices_of=lambda ref: tracker.slices_of(ref).values(),
+        own_node=lambda: _own_node(informers),
+        nodes=_nodes(informers),
+        service_of=lambda ref: informers.services.store.get(f"{ref.namespace}/{ref.name}"),
+    )
 
 
 async def dry_run(config: ProxyConfig) -> str:
@@ -206,16 +232,8 @@ async def run(config: ProxyConfig) -> int:
         async with _informers(config) as (informers, tracker, client):
             informers.own_node.add_handler(_NodeEligibility(health))
             events = EventRecorder(client=client, node_name=config.node_name)
-            syncer = Syncer(
-                ipvs=ipvs,
-                addresses=addresses,
-                firewall=NftFirewall(),
-                settings=sync_settings(config),
-                services=informers.services.store.values,
-                slices_of=lambda ref: tracker.slices_of(ref).values(),
-                own_node=lambda: _own_node(informers),
-                nodes=_nodes(informers),
-                service_of=lambda ref: informers.services.store.get(f"{ref.namespace}/{ref.name}"),
+            syncer = informed_syncer(
+                config, informers, tracker, ipvs=ipvs, addresses=addresses, firewall=NftFirewall()
             )
             metrics.read_topology_from(
                 lambda: (

@@ -33,7 +33,7 @@ from typing import Any
 
 import uvloop
 
-from ipvsd.app import _informers, _nodes, _own_node, _SyncLoop, prepare_kernel, sync_settings
+from ipvsd.app import _informers, _SyncLoop, informed_syncer, prepare_kernel
 from ipvsd.cli import parse_args
 from ipvsd.collector import tune_collector
 from ipvsd.dataplane.addresses import Addresses, FakeAddresses, RtnlAddresses
@@ -53,7 +53,7 @@ from ipvsd.model.ipvs import (
 from ipvsd.plan.firewall import Firewall
 from ipvsd.plan.firewall_ledger import FirewallChanges
 from ipvsd.reconcile.runner import BoundedFrequencyRunner
-from ipvsd.reconcile.syncer import FirewallPort, Syncer
+from ipvsd.reconcile.syncer import FirewallPort
 from ipvsd.server.health import ProxyHealth
 from ipvsd.server.metrics import ProxyMetrics
 from ipvsd.server.servicehealth import ServiceHealthServers
@@ -235,16 +235,13 @@ async def measure(arguments: argparse.Namespace) -> None:
     say("started", {"at": started})
     try:
         async with _informers(config) as (informers, tracker, client):
-            syncer = Syncer(
+            syncer = informed_syncer(
+                config,
+                informers,
+                tracker,
                 ipvs=ipvs,
                 addresses=addresses,
                 firewall=TimedFirewall(inner_firewall, watch),
-                settings=sync_settings(config),
-                services=informers.services.store.values,
-                slices_of=lambda ref: tracker.slices_of(ref).values(),
-                own_node=lambda: _own_node(informers),
-                nodes=_nodes(informers),
-                service_of=lambda ref: informers.services.store.get(f"{ref.namespace}/{ref.name}"),
             )
             loop = _SyncLoop(
                 syncer,

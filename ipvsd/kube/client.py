@@ -103,28 +103,26 @@ class ApiClient:
 
     async def get_json(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:
         """GET `path` and decode the JSON object it answers."""
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=self._connect_timeout, sock_read=self._request_timeout
-        )
-        try:
-            async with self._request(path, params, timeout) as response:
-                await _raise_for_status(response)
-                body = await response.read()
-        except (aiohttp.ClientError, TimeoutError, OSError) as error:
-            raise ApiUnreachable(_describe_failure(error)) from error
-        value = _decode(body)
-        if not isinstance(value, dict):
-            raise ApiError(500, "InvalidResponse", "response body is not a JSON object")
-        return value
+        return await self._json_object(path, params)
 
     async def post_json(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST a JSON object (creating it) and decode what the server answers."""
+        return await self._json_object(path, {}, method="POST", body=orjson.dumps(body))
+
+    async def _json_object(
+        self,
+        path: str,
+        params: Mapping[str, str],
+        *,
+        method: str = "GET",
+        body: bytes | None = None,
+    ) -> dict[str, Any]:
+        """One request whose answer must be a JSON object; errors as ApiError/ApiUnreachable."""
         timeout = aiohttp.ClientTimeout(
             total=None, connect=self._connect_timeout, sock_read=self._request_timeout
         )
-        data = orjson.dumps(body)
         try:
-            async with self._request(path, {}, timeout, method="POST", body=data) as response:
+            async with self._request(path, params, timeout, method=method, body=body) as response:
                 await _raise_for_status(response)
                 answer = await response.read()
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
