@@ -8,6 +8,7 @@ endpoint's first address is kept.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ipvsd.model.ipvs import Family, IPAddress, Protocol
 from ipvsd.model.service import ServiceRef
@@ -20,9 +21,12 @@ class EndpointPort:
     port: int
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """One backend address with its conditions, location and topology hints."""
+class Endpoint(NamedTuple):
+    """One backend address with its conditions, location and topology hints.
+
+    A NamedTuple rather than a frozen dataclass: a large cluster has 100,000 of them, built
+    on every list, and a tuple is built four times faster and hashed in C.
+    """
 
     address: IPAddress
     ready: bool = True
@@ -41,6 +45,9 @@ class Endpoint:
 @dataclass(frozen=True, slots=True)
 class EndpointSlice:
     """A discovery.k8s.io/v1 EndpointSlice of address type IPv4 or IPv6 (FQDN is dropped).
+
+    Its endpoints have distinct addresses (the converter keeps the first copy of a duplicate),
+    which the planner relies on to skip deduplication when one slice serves a port.
 
     `trigger_time` is the `endpoints.kubernetes.io/last-change-trigger-time` annotation as a
     UNIX timestamp, for the network-programming latency metric.

@@ -9,16 +9,19 @@ address and port (an endpoint moving between slices), the copy that is not termi
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ipvsd.model.endpoint import Endpoint, EndpointSlice
 from ipvsd.model.ipvs import Family, IPAddress
 from ipvsd.model.service import ServicePort
 
 
-@dataclass(frozen=True, slots=True)
-class Backend:
-    """An endpoint serving one service port on `port` (satisfies `topology.Conditioned`)."""
+class Backend(NamedTuple):
+    """An endpoint serving one service port on `port` (satisfies `topology.Conditioned`).
+
+    One per endpoint and port on every plan: a NamedTuple is cheaper to build than a frozen
+    dataclass (see `model.endpoint.Endpoint`).
+    """
 
     endpoint: Endpoint
     port: int
@@ -55,19 +58,33 @@ def backends_for_port(
     slices: Iterable[EndpointSlice], port: ServicePort, family: Family
 ) -> tuple[Backend, ...]:
     """Every backend of `port` among `slices` of `family`, deduplicated, sorted by address."""
+    serving = [
+        (slice_, number)
+        for slice_ in slices
+        if slice_.family == family and (number := _port_number(slice_, port)) is not None
+    ]
+    if len(serving) == 1:  # the usual case: a slice's addresses are distinct already
+        slice_, number = serving[0]
+        single = [Backend(endpoint, number) for endpoint in slice_.endpoints]
+        single.sort(key=_address_order)
+        return tuple(single)
     chosen: dict[tuple[IPAddress, int], Backend] = {}
-    for slice_ in slices:
-        if slice_.family != family:
-            continue
-        number = next(
-            (p.port for p in slice_.ports if p.name == port.name and p.protocol == port.protocol),
-            None,
-        )
-        if number is None:
-            continue
+    for slice_, number in serving:
         for endpoint in slice_.endpoints:
             key = (endpoint.address, number)
             previous = chosen.get(key)
             if previous is None or (previous.endpoint.terminating and not endpoint.terminating):
                 chosen[key] = Backend(endpoint, number)
     return tuple(sorted(chosen.values(), key=Backend.sort_key))
+
+
+def _port_number(slice_: EndpointSlice, port: ServicePort) -> int | None:
+    """The number `slice_` gives the service port (same name and protocol), if any."""
+    for candidate in slice_.ports:
+        if candidate.name == port.name and candidate.protocol == port.protocol:
+            return candidate.port
+    return None
+
+
+def _address_order(backend: Backend) -> int:
+    return int(backend.endpoint.address)

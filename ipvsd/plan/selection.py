@@ -20,9 +20,9 @@ was kept or left out (for `ipvsd explain`) without slowing the sync path down.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ipvsd.plan.backends import Backend
 from ipvsd.plan.context import NodeContext
@@ -40,9 +40,8 @@ ZONE_DISTRIBUTIONS = frozenset({"PreferClose", "PreferSameZone", "PreferSameNode
 NODE_DISTRIBUTION = "PreferSameNode"
 
 
-@dataclass(frozen=True, slots=True)
-class Chosen:
-    """A backend that became a real server."""
+class Chosen(NamedTuple):
+    """A backend that became a real server (a NamedTuple: one per real server per plan)."""
 
     backend: Backend
     weight: int
@@ -164,7 +163,7 @@ def derived_hints(
         if zones == endpoint.zone_hints and nodes == endpoint.node_hints:
             result.append(backend)
         else:
-            changed = dataclasses.replace(endpoint, zone_hints=zones, node_hints=nodes)
+            changed = endpoint._replace(zone_hints=zones, node_hints=nodes)
             result.append(Backend(changed, backend.port))
     return tuple(result)
 

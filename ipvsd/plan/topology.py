@@ -105,6 +105,8 @@ def topology_mode(
             all_zone_hints = False
         elif zone and zone in endpoint.zone_hints:  # a node without a zone never matches
             hinted_for_zone = True
+        if not all_node_hints and not all_zone_hints:
+            return TopologyMode.NONE  # decided: the usual case of a port without hints
     if all_node_hints and hinted_for_node:
         return TopologyMode.PREFER_SAME_NODE
     if all_zone_hints and hinted_for_zone:
@@ -146,10 +148,13 @@ def categorize_endpoints(
     if policy.uses_cluster_endpoints:
         if use_hints:
             mode = topology_mode(endpoints, node_name=node_name, zone=zone)
-        cluster = _select(
-            endpoints,
-            lambda e: e.ready and is_available_for(e, mode, node_name=node_name, zone=zone),
-        )
+        if mode is TopologyMode.NONE:
+            cluster = tuple(e for e in endpoints if e.ready)
+        else:
+            cluster = _select(
+                endpoints,
+                lambda e: e.ready and is_available_for(e, mode, node_name=node_name, zone=zone),
+            )
         if not cluster:  # no Ready endpoint anywhere (topology would have been dropped)
             cluster = _select(endpoints, lambda e: e.is_serving_terminating)
         has_any = bool(cluster)

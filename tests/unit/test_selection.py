@@ -54,7 +54,7 @@ def ep(n: str, *, ready: bool = True, terminating: bool = False, **changes: obje
         node_name=where,
         zone=ZONES[where],
     )
-    return Backend(replace(endpoint, **changes), 5678)  # type: ignore[arg-type]
+    return Backend(endpoint._replace(**changes), 5678)  # type: ignore[arg-type]
 
 
 DEFAULT_WEIGHTS = TopologyWeights()
@@ -64,7 +64,7 @@ ALL = (ep("1"), ep("2"), ep("3"), ep("4"))
 def zone_hinted(*backends: Backend) -> tuple[Backend, ...]:
     """Hints as the controller writes them for PreferSameZone."""
     return tuple(
-        Backend(replace(b.endpoint, zone_hints=(b.endpoint.zone or "",)), b.port) for b in backends
+        Backend(b.endpoint._replace(zone_hints=(b.endpoint.zone or "",)), b.port) for b in backends
     )
 
 
