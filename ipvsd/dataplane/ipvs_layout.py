@@ -114,7 +114,14 @@ class DestLayout:
         port = ((v[1] & 0xFF) << 8) | (v[1] >> 8)
         if v[2] & FORWARD_MASK >= len(_FORWARDS):
             return None
-        server = RealServer(address, port, v[3], _FORWARDS[v[2] & FORWARD_MASK], v[4], v[5])
+        server = RealServer(
+            address,
+            port,
+            v[3],
+            forward=_FORWARDS[v[2] & FORWARD_MASK],
+            upper_threshold=v[4],
+            lower_threshold=v[5],
+        )
         counters = self.stats(raw)
         stats = Stats(*counters) if any(counters) else IDLE
         return ObservedRealServer(server, v[6], v[7], v[8], stats)

@@ -375,4 +375,4 @@ def _parse_real_server(tokens: _Tokens) -> tuple[ServiceKey, RealServer]:
             raise ValueError(f"tunnel type {tunnel} is not supported: {tokens.line!r}")
     if tokens.peek() is not None:
         raise ValueError(f"unexpected {tokens.peek()} in {tokens.line!r}")
-    return key, RealServer(address, port, weight, forward)
+    return key, RealServer(address, port, weight, forward=forward)

@@ -19,7 +19,6 @@ Pure: the reconciler passes both tables and two predicates, and applies what com
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
 
 from ipvsd.model.ipvs import (
     AddRealServer,
@@ -99,5 +98,5 @@ def _retire(key: ServiceKey, existing: ObservedRealServer, *, expired: bool) -> 
     if datagrams or not busy or expired:
         return [DeleteRealServer(key, real.address, real.port)]
     if real.weight != 0:
-        return [UpdateRealServer(key, replace(real, weight=0))]
+        return [UpdateRealServer(key, real._replace(weight=0))]
     return []  # already draining: wait for its connections to end

@@ -46,7 +46,12 @@ def backend(
     lower_threshold: int = 0,
 ) -> RealServer:
     return RealServer(
-        parse_address(address), port, weight, forward, upper_threshold, lower_threshold
+        parse_address(address),
+        port,
+        weight,
+        forward=forward,
+        upper_threshold=upper_threshold,
+        lower_threshold=lower_threshold,
     )
 
 

@@ -213,6 +213,8 @@ real_servers = st.builds(
     port=st.integers(0, 65535),
     weight=st.integers(0, 2**31 - 1),
     forward=st.sampled_from(Forward),
+    upper_threshold=st.integers(0, 2**32 - 1),
+    lower_threshold=st.just(0),
 )
 
 

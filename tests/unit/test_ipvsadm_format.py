@@ -69,7 +69,7 @@ RECORDED = recorded_cases()
 
 
 def rs(address: str, port: int, weight: int = 1, forward: Forward = Forward.MASQ) -> RealServer:
-    return RealServer(parse_address(address), port, weight, forward)
+    return RealServer(parse_address(address), port, weight, forward=forward)
 
 
 def service(
@@ -431,7 +431,7 @@ def as_printed(rules: ServiceRules) -> ServiceRules:
         netmask=server.effective_netmask if persistent else full_prefix(server.key.family),
     )
     reals = tuple(
-        replace(real, forward=Forward.ROUTE) if real.forward == Forward.LOCAL else real
+        real._replace(forward=Forward.ROUTE) if real.forward == Forward.LOCAL else real
         for real in rules.real_servers
     )
     return ServiceRules(printed, reals)

@@ -199,7 +199,7 @@ def test_same_attributes_notices_every_attribute_an_update_can_change(
 def test_real_server_defaults_to_nat_with_weight_one() -> None:
     server = RealServer.of("10.1.0.1", 8080)
 
-    assert server == RealServer(IPv4Address("10.1.0.1"), 8080, 1, Forward.MASQ, 0, 0)
+    assert server == RealServer(IPv4Address("10.1.0.1"), 8080, 1, forward=Forward.MASQ)
     assert server.endpoint == (IPv4Address("10.1.0.1"), 8080)
 
 
