@@ -53,6 +53,8 @@ RELEVANT_ANNOTATIONS = frozenset(
 )
 
 _PROTOCOLS = {"TCP": Protocol.TCP, "UDP": Protocol.UDP, "SCTP": Protocol.SCTP}
+_SERVICE_TYPES = {kind.value: kind for kind in ServiceType}
+_TRAFFIC_POLICIES = {policy.value: policy for policy in TrafficPolicy}
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +148,23 @@ def _protocol(value: Any, path: str) -> Protocol:
     return protocol
 
 
+def _networks(items: Any, path: str) -> tuple[IPNetwork, ...]:
+    """A list of CIDRs; the path of a bad one is `path[i]`."""
+    if not items:
+        return ()
+    return tuple(_network(text, f"{path}[{i}]") for i, text in enumerate(_sequence(items, path)))
+
+
 def _address(value: Any, path: str) -> IPAddress:
+    if type(value) is str:  # the usual spellings, read strictly by the C parser
+        try:
+            return IPv4Address(inet_pton(socket.AF_INET, value))
+        except OSError:
+            pass
+        try:
+            return IPv6Address(inet_pton(socket.AF_INET6, value))
+        except OSError:
+            pass
     text = _string(value, path)
     try:
         return ip_address(text)
@@ -225,10 +243,9 @@ def _service(raw: RawObject) -> Service | None:
     type_text = spec.get("type") or "ClusterIP"
     if type_text == "ExternalName":
         return None
-    try:
-        service_type = ServiceType(type_text)
-    except ValueError:
-        raise ConversionError("spec.type", f"unknown type {type_text!r}") from None
+    service_type = _SERVICE_TYPES.get(type_text) if type(type_text) is str else None
+    if service_type is None:
+        raise ConversionError("spec.type", f"unknown type {type_text!r}")
     cluster_ips = _cluster_ips(spec)
     if cluster_ips is None:
         return None
@@ -242,16 +259,10 @@ def _service(raw: RawObject) -> Service | None:
         type=service_type,
         cluster_ips=cluster_ips,
         ports=_service_ports(spec),
-        external_ips=tuple(
-            _address(text, f"spec.externalIPs[{i}]")
-            for i, text in enumerate(_sequence(spec.get("externalIPs"), "spec.externalIPs"))
-        ),
+        external_ips=_addresses(spec.get("externalIPs"), "spec.externalIPs"),
         load_balancer_ips=_load_balancer_ips(status),
-        load_balancer_source_ranges=tuple(
-            _network(text, f"spec.loadBalancerSourceRanges[{i}]")
-            for i, text in enumerate(
-                _sequence(spec.get("loadBalancerSourceRanges"), "spec.loadBalancerSourceRanges")
-            )
+        load_balancer_source_ranges=_networks(
+            spec.get("loadBalancerSourceRanges"), "spec.loadBalancerSourceRanges"
         ),
         session_affinity=affinity == "ClientIP",
         affinity_timeout=_affinity_timeout(spec),
@@ -268,14 +279,17 @@ def _service(raw: RawObject) -> Service | None:
 def _cluster_ips(spec: dict[str, Any]) -> tuple[IPAddress, ...] | None:
     """Every cluster IP (dual-stack lists both); None when the Service is headless."""
     if spec.get("clusterIPs"):
-        texts, path = _sequence(spec["clusterIPs"], "spec.clusterIPs"), "spec.clusterIPs"
-    else:
-        texts, path = [spec.get("clusterIP")], "spec.clusterIP"
-    if texts[0] in (None, "", "None"):
-        return None
-    if path == "spec.clusterIP":
-        return (_address(texts[0], path),)
-    return tuple(_address(text, f"{path}[{i}]") for i, text in enumerate(texts))
+        texts = _sequence(spec["clusterIPs"], "spec.clusterIPs")
+        return None if texts[0] in (None, "", "None") else _addresses(texts, "spec.clusterIPs")
+    text = spec.get("clusterIP")
+    return None if text in (None, "", "None") else (_address(text, "spec.clusterIP"),)
+
+
+def _addresses(items: Any, path: str) -> tuple[IPAddress, ...]:
+    """A list of addresses; the path of a bad one is `path[i]`."""
+    if not items:
+        return ()
+    return tuple(_address(text, f"{path}[{i}]") for i, text in enumerate(_sequence(items, path)))
 
 
 def _service_ports(spec: dict[str, Any]) -> tuple[ServicePort, ...]:
@@ -325,10 +339,10 @@ def _affinity_timeout(spec: dict[str, Any]) -> int:
 
 def _traffic_policy(spec: dict[str, Any], field: str) -> TrafficPolicy:
     value = spec.get(field) or "Cluster"
-    try:
-        return TrafficPolicy(value)
-    except ValueError:
-        raise ConversionError(f"spec.{field}", f"unknown policy {value!r}") from None
+    policy = _TRAFFIC_POLICIES.get(value) if type(value) is str else None
+    if policy is None:
+        raise ConversionError(f"spec.{field}", f"unknown policy {value!r}")
+    return policy
 
 
 def _health_check_node_port(spec: dict[str, Any]) -> int:

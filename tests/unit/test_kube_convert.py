@@ -712,3 +712,40 @@ def test_node_primary_addresses(addresses: list[dict[str, str]], primary: list[s
         }
     )
     assert [str(a) for a in node.primary_addresses] == primary
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "10.96.0.10",
+        "0.0.0.0",
+        "255.255.255.255",
+        "fd00::a",
+        "FD00:0:0::A",
+        "::ffff:10.96.0.10",
+        "fe80::1%eth0",
+        "010.96.0.10",
+        "10.96.0.1 ",
+        "1.2.3",
+        "10.96.0.256",
+        "fd00::g",
+        "",
+    ],
+)
+def test_service_addresses_read_exactly_as_the_ipaddress_module_reads_them(text: str) -> None:
+    """The converter reads addresses with inet_pton first (fast) and `ip_address` for what
+    that refuses: every spelling gets the value, or the refusal, `ip_address` gives."""
+    raw = a_service()
+    raw["spec"]["externalIPs"] = [text]
+    try:
+        expected = ip_address(text)
+    except ValueError:
+        with pytest.raises(ConversionError, match=r"spec\.externalIPs\[0\]: .* is not an IP"):
+            service_from_dict(raw)
+        return
+    service = service_from_dict(raw)
+    assert service is not None
+    (got,) = service.external_ips
+    assert got == expected
+    assert type(got) is type(expected)
+    assert str(got) == str(expected)
