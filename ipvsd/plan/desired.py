@@ -61,7 +61,10 @@ class VipKind(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class DesiredVirtualServer:
-    """One virtual server with its real servers, and why it exists (for explain and metrics)."""
+    """One virtual server with its real servers, and why it exists (for explain and metrics).
+
+    With a `selection`, `real_servers[i]` is the real server of `selection.chosen[i]`.
+    """
 
     server: VirtualServer
     real_servers: tuple[RealServer, ...]

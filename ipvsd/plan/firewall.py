@@ -113,9 +113,8 @@ def _local(entry: DesiredVirtualServer) -> Iterable[RealServer]:
     """The real servers that may be pods of this node (the only ones that can hairpin)."""
     if entry.selection is None:
         return entry.real_servers
-    local = {
-        (c.backend.address, c.backend.port)
-        for c in entry.selection.chosen
-        if c.proximity is Proximity.NODE or c.backend.node_name is None
-    }
-    return (real for real in entry.real_servers if real.endpoint in local)
+    return (
+        real
+        for real, chosen in zip(entry.real_servers, entry.selection.chosen, strict=True)
+        if chosen.proximity is Proximity.NODE or chosen.backend.node_name is None
+    )

@@ -50,9 +50,12 @@ class FirewallLedger:
     def reset(self, parts: Mapping[ServiceRef, Firewall]) -> Firewall:
         """Start afresh from every Service's share; returns the whole firewall."""
         self._clear()
-        for ref, part in parts.items():
-            self.set_part(ref, part)
-        self.take_changes()
+        self._parts = dict(parts)
+        for name in SET_FIELDS:
+            counts = self._counts[name]
+            for part in parts.values():
+                for element in getattr(part, name):
+                    counts[element] = counts.get(element, 0) + 1
         return self.snapshot()
 
     def set_part(self, ref: ServiceRef, part: Firewall | None) -> None:
