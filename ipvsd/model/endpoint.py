@@ -25,7 +25,8 @@ class Endpoint(NamedTuple):
     """One backend address with its conditions, location and topology hints.
 
     A NamedTuple rather than a frozen dataclass: a large cluster has 100,000 of them, built
-    on every list, and a tuple is built four times faster and hashed in C.
+    on every list, and a tuple is built without an `object.__setattr__` per field and hashed
+    in C.
     """
 
     address: IPAddress
