@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from socket import inet_pton
-from typing import Any
+from typing import Any, TypeVar
 
 from ipvsd.model.endpoint import Endpoint, EndpointPort, EndpointSlice
 from ipvsd.model.ipvs import Family, IPAddress, Protocol
@@ -75,6 +75,7 @@ _SINGLE_HINTS: dict[str, tuple[str]] = {}  # zone or node name → the one-hint 
 _SINGLE_HINTS_LIMIT = 100_000
 _SERVICE_NAME_PATH = f"metadata.labels[{SERVICE_NAME_LABEL}]"
 _intern = sys.intern
+T = TypeVar("T")
 
 Warn = Callable[[str], None]
 """Receives a note about something dropped from an otherwise valid object."""
@@ -148,11 +149,11 @@ def _protocol(value: Any, path: str) -> Protocol:
     return protocol
 
 
-def _networks(items: Any, path: str) -> tuple[IPNetwork, ...]:
-    """A list of CIDRs; the path of a bad one is `path[i]`."""
+def _each(items: Any, path: str, read: Callable[[Any, str], T]) -> tuple[T, ...]:
+    """Every item of an optional list read by `read`; a bad one is named `path[i]`."""
     if not items:
         return ()
-    return tuple(_network(text, f"{path}[{i}]") for i, text in enumerate(_sequence(items, path)))
+    return tuple(read(item, f"{path}[{i}]") for i, item in enumerate(_sequence(items, path)))
 
 
 def _address(value: Any, path: str) -> IPAddress:
@@ -259,10 +260,10 @@ def _service(raw: RawObject) -> Service | None:
         type=service_type,
         cluster_ips=cluster_ips,
         ports=_service_ports(spec),
-        external_ips=_addresses(spec.get("externalIPs"), "spec.externalIPs"),
+        external_ips=_each(spec.get("externalIPs"), "spec.externalIPs", _address),
         load_balancer_ips=_load_balancer_ips(status),
-        load_balancer_source_ranges=_networks(
-            spec.get("loadBalancerSourceRanges"), "spec.loadBalancerSourceRanges"
+        load_balancer_source_ranges=_each(
+            spec.get("loadBalancerSourceRanges"), "spec.loadBalancerSourceRanges", _network
         ),
         session_affinity=affinity == "ClientIP",
         affinity_timeout=_affinity_timeout(spec),
@@ -280,16 +281,9 @@ def _cluster_ips(spec: dict[str, Any]) -> tuple[IPAddress, ...] | None:
     """Every cluster IP (dual-stack lists both); None when the Service is headless."""
     if spec.get("clusterIPs"):
         texts = _sequence(spec["clusterIPs"], "spec.clusterIPs")
-        return None if texts[0] in (None, "", "None") else _addresses(texts, "spec.clusterIPs")
+        return None if texts[0] in (None, "", "None") else _each(texts, "spec.clusterIPs", _address)
     text = spec.get("clusterIP")
     return None if text in (None, "", "None") else (_address(text, "spec.clusterIP"),)
-
-
-def _addresses(items: Any, path: str) -> tuple[IPAddress, ...]:
-    """A list of addresses; the path of a bad one is `path[i]`."""
-    if not items:
-        return ()
-    return tuple(_address(text, f"{path}[{i}]") for i, text in enumerate(_sequence(items, path)))
 
 
 def _service_ports(spec: dict[str, Any]) -> tuple[ServicePort, ...]:
