@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from ipvsd.dataplane.errors import IpvsError
 from ipvsd.dataplane.ipvs import BatchResult, Ipvs
 from ipvsd.model.ipvs import (
-    Forward,
     ObservedRealServer,
     ObservedVirtualServer,
     Operation,
@@ -36,23 +36,9 @@ def observed(server: VirtualServer, *real_servers: RealServer) -> ObservedVirtua
     return ObservedVirtualServer(server, tuple(ObservedRealServer(real) for real in reals))
 
 
-def backend(
-    address: str,
-    port: int,
-    weight: int = 1,
-    *,
-    forward: Forward = Forward.MASQ,
-    upper_threshold: int = 0,
-    lower_threshold: int = 0,
-) -> RealServer:
-    return RealServer(
-        parse_address(address),
-        port,
-        weight,
-        forward=forward,
-        upper_threshold=upper_threshold,
-        lower_threshold=lower_threshold,
-    )
+def backend(address: str, port: int, weight: int = 1, **options: Any) -> RealServer:
+    """A real server from its address text; `options` are RealServer's keyword fields."""
+    return RealServer(parse_address(address), port, weight, **options)
 
 
 async def read_rules(ipvsadm_rules: RulesReader) -> list[str]:
