@@ -19,6 +19,9 @@ from ipvsd.model.ipvs import format_endpoint
 
 log = logging.getLogger(__name__)
 
+# A stopping server waits this long for requests in flight (a scrape, a probe), then cancels
+# them: a daemon told to stop must not hang on one slow client (kubelet kills it at 30 s).
+SHUTDOWN_GRACE = 1.0
 WILDCARDS = frozenset({"0.0.0.0", "::"})
 
 
@@ -102,7 +105,7 @@ class AppServer:
     async def start(self) -> None:
         if self._runner is not None:
             raise RuntimeError(f"{self.name} server already started")
-        runner = web.AppRunner(self._app, access_log=None)
+        runner = web.AppRunner(self._app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE)
         await runner.setup()
         site = web.TCPSite(runner, self.address.host, self.address.port)
         try:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from ipvsd.model.service import ServiceRef
+from ipvsd.server.http import SHUTDOWN_GRACE
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,9 @@ class ServiceHealthServers:
 
     async def _ensure_runner(self) -> web.ServerRunner:
         if self._runner is None:
-            self._runner = web.ServerRunner(web.Server(self._answer, access_log=None))
+            self._runner = web.ServerRunner(
+                web.Server(self._answer, access_log=None), shutdown_timeout=SHUTDOWN_GRACE
+            )
             await self._runner.setup()
         return self._runner
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import socket
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from ipvsd.server.health import ProxyHealth
 from ipvsd.server.health_server import health_server
-from ipvsd.server.http import AppServer, BindAddress, ListenFailed
+from ipvsd.server.http import SHUTDOWN_GRACE, AppServer, BindAddress, ListenFailed
 from ipvsd.server.metrics import ProxyMetrics
 
 pytestmark = pytest.mark.timeout(10)
@@ -141,3 +143,32 @@ async def test_an_address_in_use_is_reported_with_its_errno(health: ProxyHealth)
     assert failure.value.errno == errno.EADDRINUSE
     await server.start()  # free again: the failed start left nothing behind
     await server.stop()
+
+
+async def test_stop_cancels_a_request_in_flight_instead_of_waiting_for_it(
+    client: aiohttp.ClientSession,
+) -> None:
+    """A scrape stuck in its handler must not keep a terminating daemon alive: aiohttp's own
+    default would wait 60 s for it (longer than kubelet's grace period)."""
+    entered, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def stuck(_request: web.Request) -> web.Response:
+        entered.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        raise AssertionError("unreachable")
+
+    app = web.Application()
+    app.router.add_get("/", stuck)
+    server = AppServer(app, BindAddress("127.0.0.1", 0), name="stuck")
+    await server.start()
+    request = asyncio.create_task(client.get(f"http://127.0.0.1:{server.port}/"))
+    await entered.wait()
+    async with asyncio.timeout(2 * SHUTDOWN_GRACE + 3):
+        await server.stop()
+    assert cancelled.is_set()
+    with pytest.raises(aiohttp.ClientError):
+        await request
