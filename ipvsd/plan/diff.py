@@ -56,13 +56,17 @@ def diff_tables(
         server, real_servers = desired[key]
         current = seen.get(key)
         if current is None:
-            ops.append(AddService(server))
-            ops.extend(AddRealServer(key, real) for real in real_servers)
+            ops.extend(creation(server, real_servers))
         else:
             ops.extend(diff_service(server, real_servers, current, drain_expired=drain_expired))
     stale = [key for key in seen if key not in desired and owns(key)]
     ops.extend(DeleteService(key) for key in sorted(stale, key=ServiceKey.sort_key))
     return ops
+
+
+def creation(server: VirtualServer, real_servers: Iterable[RealServer]) -> list[Operation]:
+    """A virtual server the kernel does not have: it first, then its real servers."""
+    return [AddService(server), *(AddRealServer(server.key, real) for real in real_servers)]
 
 
 def diff_service(

@@ -13,9 +13,12 @@ only and sends the firewall as element changes. The periodic full sync rebuilds 
 the kernel and the informers, so drift (an address removed by hand, a new node address) is
 corrected within one sync period; after a failed sync the next one is full.
 
-Order: VIPs are bound and the firewall sets updated before virtual servers need them, then
-IPVS is changed, and addresses nothing needs any more are unbound last. Kernel refusals are
-logged per object and counted; they never stop the sync nor affect other Services.
+Order: the firewall first, then IPVS, then new VIPs are bound, and addresses nothing needs
+any more are unbound last. A bound address is reachable at once, on every port: binding it
+before its reject rule exists would expose the host's own listeners on it, and binding it
+before its virtual servers exist would hand their first connections to the host. The one
+exception, on a full sync, is documented at `_early`. Kernel refusals are logged per object
+and counted; they never stop the sync nor affect other Services.
 """
 
 from __future__ import annotations
@@ -33,8 +36,6 @@ from ipvsd.dataplane.addresses import Addresses
 from ipvsd.dataplane.ipvs import Ipvs
 from ipvsd.model.endpoint import EndpointSlice
 from ipvsd.model.ipvs import (
-    AddRealServer,
-    AddService,
     DeleteService,
     Family,
     IPAddress,
@@ -48,7 +49,7 @@ from ipvsd.model.ipvs import (
 from ipvsd.model.node import Node
 from ipvsd.model.service import IPNetwork, Service, ServiceRef
 from ipvsd.plan.desired import DesiredService, NodeContext, VipKind, desired_service
-from ipvsd.plan.diff import Endpoint, diff_service, diff_tables
+from ipvsd.plan.diff import Endpoint, creation, diff_service, diff_tables
 from ipvsd.plan.firewall import Firewall, FirewallConfig, firewall_for
 from ipvsd.plan.firewall_ledger import FirewallChanges, FirewallLedger
 from ipvsd.plan.ownership import DEFAULT_NODE_PORT_RANGE, Ownership
@@ -182,40 +183,56 @@ class Syncer:
     async def _full(self) -> SyncReport:
         """Everything planned again and checked against the kernel.
 
-        The three slow kernel jobs run side by side: nft loads the table (its own process),
-        the address worker binds VIPs, and this thread dumps IPVS and computes the diff. IPVS
-        changes wait for all of them: the firewall is ready before traffic flows."""
+        The slow kernel jobs run beside this thread's Python wherever that is safe:
+        1. IPVS is dumped (netlink worker) while every Service is planned.
+        2. New ClusterIP virtual servers on addresses the host does not have yet are added at
+           once (`_early`): nothing can reach them before their address is bound.
+        3. nft loads the table (its own process) while the rest of the table is diffed.
+        4. With the firewall in place, the rest of IPVS is changed; then VIPs are bound, so
+           an address answers only once its filter and its virtual servers exist."""
         host = await self._addresses.host_addresses()
-        node = self.node_context(host)
-        current = {service.ref: service for service in self._services()}
-        planned = self._claims.resolve_all(
-            {ref: self.plan(service, node) for ref, service in current.items()}
-        )
+        dumping = asyncio.ensure_future(self._ipvs.dump())
+        await asyncio.sleep(0)  # the dump reaches its worker thread before planning starts
+        try:
+            node = self.node_context(host)
+            current = {service.ref: service for service in self._services()}
+            planned = self._claims.resolve_all(
+                {ref: self.plan(service, node) for ref, service in current.items()}
+            )
+        finally:
+            observed = await dumping
+        self.last_dump = observed
         table = {
             d.server.key: (d.server, d.real_servers)
             for desired in planned.values()
             for d in desired.virtual_servers
         }
-        bound_before, wanted = self._addresses_wanted(planned, host)
-        ownership = Ownership.of(
-            bound=bound_before | wanted,
-            node_port_addresses=node.node_port_addresses,
-            node_port_range=self.settings.node_port_range,
-            excluded=self.settings.exclude_cidrs,
-        )
-        parts = {ref: self._firewall_part(current[ref], d) for ref, d in planned.items()}
-        binding = asyncio.ensure_future(self._bind(wanted - bound_before))
-        loading = asyncio.ensure_future(self._firewall.apply(self._ledger.reset(parts)))
+        early = _early(planned, observed, host)
+        creations = [op for key in early for op in creation(*table.pop(key))]
+        adding = asyncio.ensure_future(self._apply(creations))
+        await asyncio.sleep(0)  # the kernel adds them while this thread goes on
+        loading: asyncio.Future[bool] | None = None
         try:
-            observed = await self._ipvs.dump()
-            self.last_dump = observed
-            self._drains = {k: v for k, v in self._drains.items() if k[0] in table}
+            bound_before, wanted = self._addresses_wanted(planned, host)
+            ownership = Ownership.of(
+                bound=bound_before | wanted,
+                node_port_addresses=node.node_port_addresses,
+                node_port_range=self.settings.node_port_range,
+                excluded=self.settings.exclude_cidrs,
+            )
+            parts = {ref: self._firewall_part(current[ref], d) for ref, d in planned.items()}
+            loading = asyncio.ensure_future(self._firewall.apply(self._ledger.reset(parts)))
+            early_keys = frozenset(early)
+            self._drains = {
+                k: v for k, v in self._drains.items() if k[0] in table or k[0] in early_keys
+            }
             ops = diff_tables(
                 table, observed, owns=ownership.owns, drain_expired=self._drain_expired
             )
         finally:
-            await _all_done(binding, loading)
-        failures = await self._apply(ops)
+            await _all_done(*(job for job in (loading, adding) if job is not None))
+        failures = adding.result() + await self._apply(ops)
+        await self._bind(wanted - bound_before)
         self.programmed = planned
         self._services_by_ref = current
         await self._addresses.unbind(bound_before - wanted)
@@ -225,7 +242,7 @@ class Syncer:
         for desired in planned.values():
             self._count_addresses(desired.bound_addresses, +1)
         self._failed = False
-        return self._report(True, planned, ops, failures)
+        return self._report(True, planned, creations + ops, failures)
 
     async def _partial(self, refs: frozenset[ServiceRef]) -> SyncReport:
         if self._node is None:  # no full sync yet: nothing is programmed, learn the host now
@@ -244,9 +261,6 @@ class Syncer:
                 planned[ref] = self.plan(service, node)
         planned, losers = self._claims.resolve(planned, refs, previous=self.programmed)
         newly, unwanted = self._recount_addresses(refs, planned)
-        await self._addresses.ensure_device()
-        await self._addresses.bind(sorted(newly, key=_address_order))
-        self._on_device |= newly
         ops: list[Operation] = []
         for ref in sorted(refs):
             ops.extend(await self._service_ops(self.programmed.get(ref), planned.get(ref)))
@@ -259,8 +273,10 @@ class Syncer:
             self._ledger.set_part(
                 ref, None if desired is None else self._firewall_part(current[ref], desired)
             )
-        await self._update_firewall()  # masquerade ready before traffic flows
+        await self._update_firewall()  # filters and masquerade ready before traffic flows
         failures = await self._apply(ops)
+        await self._bind(newly)  # a new VIP answers once its filter and servers exist
+        self._on_device |= newly
         self.programmed = planned
         self._services_by_ref = current
         await self._addresses.unbind(sorted(unwanted, key=_address_order))
@@ -316,8 +332,7 @@ class Syncer:
                 continue
             server, real_servers = wanted[key]
             if observed is None:
-                ops.append(AddService(server))
-                ops.extend(AddRealServer(key, real) for real in real_servers)
+                ops.extend(creation(server, real_servers))
             else:
                 ops.extend(
                     diff_service(server, real_servers, observed, drain_expired=self._drain_expired)
@@ -340,9 +355,9 @@ class Syncer:
         )
         return bound_before, wanted
 
-    async def _bind(self, addresses: frozenset[IPAddress]) -> None:
+    async def _bind(self, addresses: Iterable[IPAddress]) -> None:
         await self._addresses.ensure_device()
-        await self._addresses.bind(addresses)
+        await self._addresses.bind(sorted(addresses, key=_address_order))
 
     async def _apply(self, ops: list[Operation]) -> tuple[str, ...]:
         if not ops:
@@ -400,6 +415,30 @@ class Syncer:
             no_local_internal=len(internal),
             no_local_external=len(external),
         )
+
+
+def _early(
+    planned: Mapping[ServiceRef, DesiredService],
+    observed: Iterable[ObservedVirtualServer],
+    host: Iterable[tuple[IPAddress, str]],
+) -> list[ServiceKey]:
+    """The virtual servers a full sync may add before the firewall is in place, sorted: new
+    ClusterIP ones whose address the host does not have. No packet reaches such a virtual
+    server until its address is bound (after the firewall) but this host's own, and the
+    firewall restricts nothing for those: it only masquerades them, which a source that is a
+    host address does not need. Anything else (NodePorts on live addresses, externalIPs and
+    load-balancer IPs with their source ranges, changes to existing servers) waits."""
+    present = {entry.key for entry in observed}
+    local = {address for address, _ in host}
+    keys = [
+        d.server.key
+        for desired in planned.values()
+        for d in desired.virtual_servers
+        if d.kind is VipKind.CLUSTER_IP
+        and d.server.key not in present
+        and d.server.key.address not in local
+    ]
+    return sorted(keys, key=ServiceKey.sort_key)
 
 
 async def _all_done(*jobs: Awaitable[object]) -> None:

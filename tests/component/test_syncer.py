@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from ipaddress import ip_network
 
@@ -11,6 +11,7 @@ import pytest
 
 from ipvsd.config_values import NodePortAddresses
 from ipvsd.dataplane.addresses import FakeAddresses
+from ipvsd.dataplane.ipvs import BatchResult
 from ipvsd.dataplane.ipvs_fake import FakeIpvs
 from ipvsd.model.endpoint import Endpoint, EndpointPort, EndpointSlice
 from ipvsd.model.ipvs import (
@@ -18,6 +19,7 @@ from ipvsd.model.ipvs import (
     AddService,
     Family,
     IPAddress,
+    Operation,
     Protocol,
     RealServer,
     ServiceKey,
@@ -380,31 +382,67 @@ class GatedFirewall(RecordingFirewall):
         return await super().apply(firewall)
 
 
-async def test_a_full_sync_binds_vips_while_the_table_loads_and_programs_ipvs_after_both(
+async def test_a_full_sync_adds_new_cluster_ip_servers_while_the_table_loads_and_binds_after(
     kernel: FakeIpvs, addresses: FakeAddresses, cluster: Cluster
 ) -> None:
     cluster.add("web", "10.96.0.10", "10.244.1.5")
+    cluster.add("edge", "10.96.0.20", "10.244.2.5", external_ips=(parse_address("203.0.113.5"),))
     firewall = GatedFirewall()
-    may_bind = asyncio.Event()
-    bind = addresses.bind
-
-    async def held_bind(wanted: Iterable[IPAddress]) -> None:
-        await may_bind.wait()
-        await bind(wanted)
-
-    addresses.bind = held_bind  # type: ignore[method-assign]
-    syncer = syncer_with(firewall, kernel, addresses, cluster)
-    syncing = asyncio.create_task(syncer.sync(full=True))
-    await asyncio.wait_for(firewall.loading.wait(), 5)  # started while the binding is held
-    may_bind.set()
+    syncing = asyncio.create_task(syncer_with(firewall, kernel, addresses, cluster).sync(full=True))
+    await asyncio.wait_for(firewall.loading.wait(), 5)
     for _ in range(20):
         await asyncio.sleep(0)
-    assert await addresses.bound() == {parse_address("10.96.0.10")}
-    assert table(kernel) == [], "IPVS changes wait until the table is loaded"
+    assert table(kernel) == [
+        "-A -t 10.96.0.10:80 -s rr",
+        "-a -t 10.96.0.10:80 -r 10.244.1.5:8080 -m -w 1",
+        "-A -t 10.96.0.20:80 -s rr",
+        "-a -t 10.96.0.20:80 -r 10.244.2.5:8080 -m -w 1",
+    ], "new ClusterIPs are programmed while the table loads; the externalIP waits for it"
+    assert await addresses.bound() == frozenset(), "no VIP is bound before its filter"
     firewall.may_finish.set()
     report = await syncing
-    assert report.full
+    assert report.operations == 6
+    assert "-A -t 203.0.113.5:80 -s rr" in table(kernel)
+    assert await addresses.bound() == {
+        parse_address(a) for a in ("10.96.0.10", "10.96.0.20", "203.0.113.5")
+    }
+
+
+async def test_a_cluster_ip_the_host_already_has_waits_for_the_table(
+    kernel: FakeIpvs, cluster: Cluster
+) -> None:
+    """After a restart the old VIPs are still bound: the firewall decides first."""
+    addresses = FakeAddresses(host=[(NODE_IP, "eth0"), (parse_address("10.96.0.10"), "kube-ipvs0")])
+    cluster.add("web", "10.96.0.10", "10.244.1.5")
+    firewall = GatedFirewall()
+    syncing = asyncio.create_task(syncer_with(firewall, kernel, addresses, cluster).sync(full=True))
+    await asyncio.wait_for(firewall.loading.wait(), 5)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert table(kernel) == []
+    firewall.may_finish.set()
+    await syncing
     assert table(kernel)[0] == "-A -t 10.96.0.10:80 -s rr"
+
+
+async def test_a_changed_cluster_ip_server_waits_for_the_table(
+    kernel: FakeIpvs, addresses: FakeAddresses, cluster: Cluster
+) -> None:
+    key = ServiceKey.tcp("10.96.0.10", 80)
+    await kernel.apply([AddService(VirtualServer(key, "wrr"))])
+    cluster.add("web", "10.96.0.10", "10.244.1.5")
+    firewall = GatedFirewall()
+    syncing = asyncio.create_task(syncer_with(firewall, kernel, addresses, cluster).sync(full=True))
+    await asyncio.wait_for(firewall.loading.wait(), 5)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert table(kernel) == ["-A -t 10.96.0.10:80 -s wrr"]
+    firewall.may_finish.set()
+    await syncing
+    assert table(kernel) == [
+        "-A -t 10.96.0.10:80 -s rr",
+        "-a -t 10.96.0.10:80 -r 10.244.1.5:8080 -m -w 1",
+    ]
 
 
 async def test_a_failed_binding_fails_the_full_sync_after_the_table_load_ends(
@@ -422,4 +460,58 @@ async def test_a_failed_binding_fails_the_full_sync_after_the_table_load_ends(
     with pytest.raises(OSError, match="kube-ipvs0"):
         await syncing
     assert firewall.current is not None, "the table load was not abandoned half way"
-    assert table(kernel) == [], "no IPVS change without the addresses"
+    assert await addresses.bound() == frozenset()
+
+
+class JournalingAddresses(FakeAddresses):
+    def __init__(self, journal: list[str], **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.journal = journal
+
+    async def bind(self, addresses: Iterable[IPAddress]) -> None:
+        wanted = sorted(str(a) for a in addresses)
+        if wanted:
+            self.journal.append(f"bind {' '.join(wanted)}")
+        await super().bind(addresses)
+
+
+class JournalingIpvs(FakeIpvs):
+    def __init__(self, journal: list[str]) -> None:
+        super().__init__()
+        self.journal = journal
+
+    async def apply(self, operations: Sequence[Operation]) -> BatchResult:
+        self.journal.append(f"ipvs {len(operations)} operations")
+        return await super().apply(operations)
+
+
+class JournalingFirewall(RecordingFirewall):
+    def __init__(self, journal: list[str]) -> None:
+        super().__init__()
+        self.journal = journal
+
+    async def apply(self, firewall: Firewall) -> bool:
+        self.journal.append("firewall loaded")
+        return await super().apply(firewall)
+
+    async def update(self, changes: FirewallChanges) -> None:
+        self.journal.append("firewall updated")
+        await super().update(changes)
+
+
+async def test_a_partial_sync_filters_then_programs_then_binds_a_new_vip(cluster: Cluster) -> None:
+    journal: list[str] = []
+    addresses = JournalingAddresses(journal, host=[(NODE_IP, "eth0")])
+    syncer = syncer_with(JournalingFirewall(journal), JournalingIpvs(journal), addresses, cluster)
+    cluster.add("web", "10.96.0.10", "10.244.1.5")
+    await syncer.sync(full=True)
+    journal.clear()
+    edge = cluster.add(
+        "edge", "10.96.0.20", "10.244.2.5", external_ips=(parse_address("203.0.113.5"),)
+    )
+    await syncer.sync(full=False, services=[edge])
+    assert journal == [
+        "firewall updated",
+        "ipvs 4 operations",
+        "bind 10.96.0.20 203.0.113.5",
+    ]
