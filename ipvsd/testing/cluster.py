@@ -91,16 +91,26 @@ class Cluster:
         return await run_in(node, "ipvsadm", "-Ln")
 
     async def settle(self, checks: dict[str, Callable[[str], bool]], within: float = 30.0) -> bool:
-        """Until every node's `ipvsadm -Sn` passes its check (the daemons caught up), or False
-        after `within` seconds: the caller then measures anyway and the measurement tells."""
+        """Until every node's `ipvsadm -Sn` passes its check and has the ClusterIP bound (the
+        daemons caught up: ipvsd binds a new VIP after its virtual servers), or False after
+        `within` seconds: the caller then measures anyway and the measurement tells."""
         deadline = time.monotonic() + within
         while True:
             tables = {node: await self.rules(node) for node in checks}
-            if all(check(tables[node]) for node, check in checks.items()):
+            if all(check(tables[node]) for node, check in checks.items()) and all(
+                [await self._cluster_ip_bound(node) for node in checks]
+            ):
                 return True
             if time.monotonic() > deadline:
                 return False
             await asyncio.sleep(0.3)
+
+    async def _cluster_ip_bound(self, node: str) -> bool:
+        try:
+            device = await run_in(node, "ip", "-br", "addr", "show", "kube-ipvs0")
+        except RuntimeError:  # not created yet
+            return False
+        return f" {self.cluster_ip}/" in device
 
     async def hit(self, count: int = 20) -> Counter[str]:
         """The seed's hit.sh: `count` requests from the client pod to the Service, each on a

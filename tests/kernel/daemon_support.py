@@ -72,6 +72,12 @@ def bound_on_dummy() -> str:
     ).stdout
 
 
+async def until_serving(vip: str, line: str) -> None:
+    """Until `line` is in IPVS and `vip` is bound: what a client needs. ipvsd binds a new VIP
+    last, once its filter and its virtual servers exist, so the rule alone is not enough."""
+    await until(lambda: line in ipvsadm() and f" {vip}/" in bound_on_dummy())
+
+
 async def until(check: Callable[[], bool], seconds: float = 20.0) -> None:
     for _ in range(int(seconds * 10)):
         if check():

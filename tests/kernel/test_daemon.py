@@ -21,6 +21,7 @@ from tests.kernel.daemon_support import (
     running_daemon,
     slice_for,
     until,
+    until_serving,
 )
 
 pytestmark = pytest.mark.kernel
@@ -44,7 +45,7 @@ async def test_the_daemon_programs_services_from_the_api_and_keeps_foreign_entri
     vip = service["spec"]["clusterIP"]
     await api.send("POST", "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices",
                    slice_for(["10.200.1.2"]))  # fmt: skip
-    await until(lambda: "-r 10.200.1.2:8080" in ipvsadm())
+    await until_serving(vip, "-r 10.200.1.2:8080")
     assert http_get("client", vip, 80).startswith("pod-a ")
 
     await api.send("PUT", "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/web-1",

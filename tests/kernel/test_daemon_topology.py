@@ -15,7 +15,14 @@ from typing import Any
 import pytest
 
 from ipvsd.testing.netns import Lab, http_get
-from tests.kernel.daemon_support import Api, endpoint_slice, ipvsadm, running_daemon, until
+from tests.kernel.daemon_support import (
+    Api,
+    endpoint_slice,
+    ipvsadm,
+    running_daemon,
+    until,
+    until_serving,
+)
 
 pytestmark = pytest.mark.kernel
 SERVICES = "/api/v1/namespaces/default/services"
@@ -58,7 +65,7 @@ async def test_weight_mode_sends_most_traffic_to_the_closest_pods(
     api, _net = cluster
     vip = await create(api, "weighted", {"ipvsd.io/topology-mode": "weight"}, PODS)
     await until(lambda: f"-A -t {vip}:80 -s wrr" in ipvsadm())
-    await until(lambda: f"-a -t {vip}:80 -r 10.200.4.2:8080 -m -w 1" in ipvsadm())
+    await until_serving(vip, f"-a -t {vip}:80 -r 10.200.4.2:8080 -m -w 1")
     table = ipvsadm()
     assert f"-a -t {vip}:80 -r 10.200.1.2:8080 -m -w 100" in table
     assert f"-a -t {vip}:80 -r 10.200.2.2:8080 -m -w 10" in table
@@ -80,7 +87,7 @@ async def test_weight_mode_keeps_the_service_alive_when_local_pods_go(
 ) -> None:
     api, _net = cluster
     vip = await create(api, "resilient", {"ipvsd.io/topology-mode": "weight"}, PODS[:1])
-    await until(lambda: f"-a -t {vip}:80 -r 10.200.1.2:8080 -m -w 100" in ipvsadm())
+    await until_serving(vip, f"-a -t {vip}:80 -r 10.200.1.2:8080 -m -w 100")
     await api.send("PUT", f"{SLICES}/resilient-1", endpoint_slice("resilient", PODS[2:]))
     await until(lambda: f"-a -t {vip}:80 -r 10.200.4.2:8080 -m -w 1" in ipvsadm())
     assert set((await asyncio.to_thread(spread, vip, 5)).elements()) == {"pod-c"}
@@ -96,9 +103,9 @@ async def test_topology_keys_pick_the_first_matching_key_and_drop_without_wildca
     )
     strict = await create(api, "strict", {keys: "kubernetes.io/hostname"}, PODS[1:])
     wildcard = await create(api, "wildcard", {keys: "kubernetes.io/hostname,*"}, PODS[1:])
-    await until(lambda: f"-a -t {zone_first}:80 -r 10.200.2.2:8080" in ipvsadm())
-    await until(lambda: f"-a -t {wildcard}:80 -r 10.200.4.2:8080" in ipvsadm())
-    await until(lambda: f"-A -t {strict}:80 -s rr" in ipvsadm())
+    await until_serving(zone_first, f"-a -t {zone_first}:80 -r 10.200.2.2:8080")
+    await until_serving(wildcard, f"-a -t {wildcard}:80 -r 10.200.4.2:8080")
+    await until_serving(strict, f"-A -t {strict}:80 -s rr")
     table = ipvsadm()
     assert f"-a -t {zone_first}:80 -r 10.200.4.2:8080" not in table  # zone-b is left out
     assert f"-a -t {strict}:80 -r" not in table

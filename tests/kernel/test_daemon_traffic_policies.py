@@ -23,6 +23,7 @@ from tests.kernel.daemon_support import (
     ipvsadm,
     running_daemon,
     until,
+    until_serving,
 )
 
 pytestmark = pytest.mark.kernel
@@ -124,7 +125,7 @@ async def test_session_affinity_keeps_a_client_on_one_pod(cluster: tuple[Api, La
     )
     vip = service["spec"]["clusterIP"]
     await until(lambda: f"-A -t {vip}:80 -s rr -p 600" in ipvsadm())
-    await until(lambda: f"-a -t {vip}:80 -r 10.200.2.2:8080" in ipvsadm())
+    await until_serving(vip, f"-a -t {vip}:80 -r 10.200.2.2:8080")
     pods = {http_get("client", vip, 80).split()[0] for _ in range(20)}
     assert len(pods) == 1
 
@@ -137,8 +138,8 @@ async def test_itp_local_serves_only_from_local_pods_and_drops_otherwise(
     near = await create(api, "near", local, [("10.200.1.2", "node-a"), ("10.200.2.2", "node-b")])
     far = await create(api, "far", local, [("10.200.2.2", "node-b")])
     near_vip, far_vip = near["spec"]["clusterIP"], far["spec"]["clusterIP"]
-    await until(lambda: f"-a -t {near_vip}:80 -r 10.200.1.2:8080" in ipvsadm())
-    await until(lambda: f"-A -t {far_vip}:80 -s rr" in ipvsadm())
+    await until_serving(near_vip, f"-a -t {near_vip}:80 -r 10.200.1.2:8080")
+    await until_serving(far_vip, f"-A -t {far_vip}:80 -s rr")
     assert {http_get("client", near_vip, 80).split()[0] for _ in range(6)} == {"pod-a"}
     assert f"-a -t {far_vip}:80" not in ipvsadm()
     with pytest.raises((TimeoutError, ConnectionRefusedError)):

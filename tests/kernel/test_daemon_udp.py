@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from ipvsd.testing.netns import Lab, entered
-from tests.kernel.daemon_support import Api, ipvsadm, running_daemon, until
+from tests.kernel.daemon_support import Api, ipvsadm, running_daemon, until, until_serving
 
 pytestmark = pytest.mark.kernel
 
@@ -69,7 +69,7 @@ async def test_a_udp_flow_moves_to_a_live_pod_when_its_pod_is_removed(
     vip = service["spec"]["clusterIP"]
     slices = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
     await api.send("POST", slices, dns_slice("10.200.1.2"))
-    await until(lambda: f"-a -u {vip}:53 -r 10.200.1.2:5353" in ipvsadm())
+    await until_serving(vip, f"-a -u {vip}:53 -r 10.200.1.2:5353")
 
     with entered("client"):  # one socket, one source port: a long-lived flow like a resolver's
         flow = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
