@@ -186,7 +186,7 @@ class Syncer:
         The slow kernel jobs run beside this thread's Python wherever that is safe:
         1. IPVS is dumped (netlink worker) while every Service is planned.
         2. New ClusterIP virtual servers on addresses the host does not have yet are added at
-           once (`_early`): nothing can reach them before their address is bound.
+           once: until the address is bound only this node's own processes reach them (`_early`).
         3. nft loads the table (its own process) while the rest of the table is diffed.
         4. With the firewall in place, the rest of IPVS is changed; then VIPs are bound, so
            an address answers only once its filter and its virtual servers exist."""
@@ -222,10 +222,7 @@ class Syncer:
             )
             parts = {ref: self._firewall_part(current[ref], d) for ref, d in planned.items()}
             loading = asyncio.ensure_future(self._firewall.apply(self._ledger.reset(parts)))
-            early_keys = frozenset(early)
-            self._drains = {
-                k: v for k, v in self._drains.items() if k[0] in table or k[0] in early_keys
-            }
+            self._drains = {k: v for k, v in self._drains.items() if k[0] in table}
             ops = diff_tables(
                 table, observed, owns=ownership.owns, drain_expired=self._drain_expired
             )
