@@ -30,7 +30,7 @@ from ipvsd.model.ipvs import (
 from ipvsd.model.service import Service, ServicePort, ServiceRef, ServiceType, TrafficPolicy
 from ipvsd.plan.firewall import Firewall, firewall_for
 from ipvsd.plan.firewall_ledger import SET_FIELDS, FirewallChanges
-from ipvsd.reconcile.syncer import Syncer, SyncSettings, node_port_addresses
+from ipvsd.reconcile.syncer import Syncer, SyncReport, SyncSettings, node_port_addresses
 
 NODE_IP = parse_address("192.168.1.10")
 
@@ -382,16 +382,24 @@ class GatedFirewall(RecordingFirewall):
         return await super().apply(firewall)
 
 
+async def full_sync_held_at_the_table(
+    firewall: GatedFirewall, kernel: FakeIpvs, addresses: FakeAddresses, cluster: Cluster
+) -> asyncio.Task[SyncReport]:
+    """A full sync started and left running while its table load is held by `firewall`."""
+    syncing = asyncio.create_task(syncer_with(firewall, kernel, addresses, cluster).sync(full=True))
+    await asyncio.wait_for(firewall.loading.wait(), 5)
+    for _ in range(20):  # whatever the sync does beside the load, it has done now
+        await asyncio.sleep(0)
+    return syncing
+
+
 async def test_a_full_sync_adds_new_cluster_ip_servers_while_the_table_loads_and_binds_after(
     kernel: FakeIpvs, addresses: FakeAddresses, cluster: Cluster
 ) -> None:
     cluster.add("web", "10.96.0.10", "10.244.1.5")
     cluster.add("edge", "10.96.0.20", "10.244.2.5", external_ips=(parse_address("203.0.113.5"),))
     firewall = GatedFirewall()
-    syncing = asyncio.create_task(syncer_with(firewall, kernel, addresses, cluster).sync(full=True))
-    await asyncio.wait_for(firewall.loading.wait(), 5)
-    for _ in range(20):
-        await asyncio.sleep(0)
+    syncing = await full_sync_held_at_the_table(firewall, kernel, addresses, cluster)
     assert table(kernel) == [
         "-A -t 10.96.0.10:80 -s rr",
         "-a -t 10.96.0.10:80 -r 10.244.1.5:8080 -m -w 1",
@@ -415,10 +423,7 @@ async def test_a_cluster_ip_the_host_already_has_waits_for_the_table(
     addresses = FakeAddresses(host=[(NODE_IP, "eth0"), (parse_address("10.96.0.10"), "kube-ipvs0")])
     cluster.add("web", "10.96.0.10", "10.244.1.5")
     firewall = GatedFirewall()
-    syncing = asyncio.create_task(syncer_with(firewall, kernel, addresses, cluster).sync(full=True))
-    await asyncio.wait_for(firewall.loading.wait(), 5)
-    for _ in range(20):
-        await asyncio.sleep(0)
+    syncing = await full_sync_held_at_the_table(firewall, kernel, addresses, cluster)
     assert table(kernel) == []
     firewall.may_finish.set()
     await syncing
@@ -432,10 +437,7 @@ async def test_a_changed_cluster_ip_server_waits_for_the_table(
     await kernel.apply([AddService(VirtualServer(key, "wrr"))])
     cluster.add("web", "10.96.0.10", "10.244.1.5")
     firewall = GatedFirewall()
-    syncing = asyncio.create_task(syncer_with(firewall, kernel, addresses, cluster).sync(full=True))
-    await asyncio.wait_for(firewall.loading.wait(), 5)
-    for _ in range(20):
-        await asyncio.sleep(0)
+    syncing = await full_sync_held_at_the_table(firewall, kernel, addresses, cluster)
     assert table(kernel) == ["-A -t 10.96.0.10:80 -s wrr"]
     firewall.may_finish.set()
     await syncing
@@ -451,10 +453,7 @@ async def test_a_failed_binding_fails_the_full_sync_after_the_table_load_ends(
     cluster.add("web", "10.96.0.10", "10.244.1.5")
     firewall = GatedFirewall()
     addresses.ensure_device = _failing  # type: ignore[method-assign]
-    syncing = asyncio.create_task(syncer_with(firewall, kernel, addresses, cluster).sync(full=True))
-    await firewall.loading.wait()
-    for _ in range(20):
-        await asyncio.sleep(0)
+    syncing = await full_sync_held_at_the_table(firewall, kernel, addresses, cluster)
     assert not syncing.done(), "the sync waits for the table load it started"
     firewall.may_finish.set()
     with pytest.raises(OSError, match="kube-ipvs0"):
