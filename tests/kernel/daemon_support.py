@@ -22,6 +22,8 @@ from ipvsd.testing.apiserver import ApiServer
 from ipvsd.testing.netns import Lab, lab
 
 NODE_ADDRESS = "10.200.3.1"  # the node as the client sees it
+SERVICES = "/api/v1/namespaces/default/services"
+SLICES = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
 
 
 class Api:

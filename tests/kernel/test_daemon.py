@@ -15,6 +15,8 @@ import pytest
 
 from ipvsd.testing.netns import Lab, http_get
 from tests.kernel.daemon_support import (
+    SERVICES,
+    SLICES,
     Api,
     bound_on_dummy,
     ipvsadm,
@@ -38,18 +40,16 @@ async def test_the_daemon_programs_services_from_the_api_and_keeps_foreign_entri
 ) -> None:
     api, _net = cluster
     subprocess.run(["ipvsadm", "-A", "-t", "10.0.0.1:80", "-s", "wlc"], check=True)  # foreign
-    service = await api.send("POST", "/api/v1/namespaces/default/services", {
+    service = await api.send("POST", SERVICES, {
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
         "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
     })  # fmt: skip
     vip = service["spec"]["clusterIP"]
-    await api.send("POST", "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices",
-                   slice_for(["10.200.1.2"]))  # fmt: skip
+    await api.send("POST", SLICES, slice_for(["10.200.1.2"]))
     await until_serving(vip, "-r 10.200.1.2:8080")
     assert http_get("client", vip, 80).startswith("pod-a ")
 
-    await api.send("PUT", "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/web-1",
-                   slice_for(["10.200.1.2", "10.200.2.2"]))  # fmt: skip
+    await api.send("PUT", f"{SLICES}/web-1", slice_for(["10.200.1.2", "10.200.2.2"]))
     await until(lambda: "-r 10.200.2.2:8080" in ipvsadm())
     answers = {http_get("client", vip, 80).split()[0] for _ in range(4)}
     assert answers == {"pod-a", "pod-b"}
@@ -64,7 +64,7 @@ async def test_the_daemon_programs_services_from_the_api_and_keeps_foreign_entri
         async with session.get("http://127.0.0.1:10249/metrics") as response:
             assert "kubeproxy_sync_proxy_rules_duration_seconds_bucket" in await response.text()
 
-    await api.send("DELETE", "/api/v1/namespaces/default/services/web")
+    await api.send("DELETE", f"{SERVICES}/web")
     await until(lambda: vip not in ipvsadm())
     await until(lambda: f"{vip}/32" not in bound_on_dummy())  # unbound after the IPVS change
     assert "-A -t 10.0.0.1:80 -s wlc" in ipvsadm()

@@ -16,6 +16,8 @@ import pytest
 
 from ipvsd.testing.netns import Lab, http_get
 from tests.kernel.daemon_support import (
+    SERVICES,
+    SLICES,
     Api,
     endpoint_slice,
     ipvsadm,
@@ -25,8 +27,6 @@ from tests.kernel.daemon_support import (
 )
 
 pytestmark = pytest.mark.kernel
-SERVICES = "/api/v1/namespaces/default/services"
-SLICES = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
 PODS = [("10.200.1.2", "node-a"), ("10.200.2.2", "node-b"), ("10.200.4.2", "node-c")]
 
 

@@ -18,6 +18,8 @@ import pytest
 from ipvsd.testing.netns import Lab, entered, http_get
 from tests.kernel.daemon_support import (
     NODE_ADDRESS,
+    SERVICES,
+    SLICES,
     Api,
     endpoint_slice,
     ipvsadm,
@@ -27,8 +29,6 @@ from tests.kernel.daemon_support import (
 )
 
 pytestmark = pytest.mark.kernel
-SLICES = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
-SERVICES = "/api/v1/namespaces/default/services"
 
 
 @pytest.fixture

@@ -17,7 +17,15 @@ from typing import Any
 import pytest
 
 from ipvsd.testing.netns import Lab, entered
-from tests.kernel.daemon_support import Api, ipvsadm, running_daemon, until, until_serving
+from tests.kernel.daemon_support import (
+    SERVICES,
+    SLICES,
+    Api,
+    ipvsadm,
+    running_daemon,
+    until,
+    until_serving,
+)
 
 pytestmark = pytest.mark.kernel
 
@@ -62,13 +70,12 @@ async def test_a_udp_flow_moves_to_a_live_pod_when_its_pod_is_removed(
     udp_echo("pod-a", "10.200.1.2", "pod-a")
     udp_echo("pod-b", "10.200.2.2", "pod-b")
     service = await api.send(
-        "POST", "/api/v1/namespaces/default/services",
+        "POST", SERVICES,
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "dns"},
          "spec": {"ports": [{"name": "dns", "protocol": "UDP", "port": 53, "targetPort": 5353}]}},
     )  # fmt: skip
     vip = service["spec"]["clusterIP"]
-    slices = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
-    await api.send("POST", slices, dns_slice("10.200.1.2"))
+    await api.send("POST", SLICES, dns_slice("10.200.1.2"))
     await until_serving(vip, f"-a -u {vip}:53 -r 10.200.1.2:5353")
 
     with entered("client"):  # one socket, one source port: a long-lived flow like a resolver's
@@ -85,7 +92,7 @@ async def test_a_udp_flow_moves_to_a_live_pod_when_its_pod_is_removed(
 
     with flow:
         assert await asyncio.to_thread(ask) == "pod-a"
-        await api.send("PUT", f"{slices}/dns-1", dns_slice("10.200.2.2"))
+        await api.send("PUT", f"{SLICES}/dns-1", dns_slice("10.200.2.2"))
         await until(lambda: "-r 10.200.1.2:5353" not in ipvsadm())
         answers = [await asyncio.to_thread(ask) for _ in range(3)]
     assert answers == ["pod-b"] * 3
