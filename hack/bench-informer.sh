@@ -11,4 +11,4 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$root"
 ensure_venv
-exec "$venv/bin/python" -m ipvsd.kube.bench "$@"
+exec "$venv/bin/python" -m ipvsd.testing.bench.informers "$@"

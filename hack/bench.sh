@@ -4,7 +4,7 @@
 # The proxy at scale (default 10,000 ClusterIP Services x 10 ready endpoints, one EndpointSlice
 # each, in the API emulator). Two parts, each printing its figures with the targets:
 #
-# host: `python -m ipvsd.bench_proxy`: the daemon's own pipeline (informers, change tracker,
+# host: `python -m ipvsd.testing.bench.proxy`: the daemon's own pipeline (informers, change tracker,
 #   bounded-frequency runner, syncer) against the fake IPVS kernel and fake addresses; nftables
 #   real, in a private network namespace (`unshare -n`, root), else rendered only. Cold start,
 #   200 EndpointSlice changes one at a time (API write -> kernel operation applied, p50/p99),
@@ -32,9 +32,9 @@ for part in "${parts[@]}"; do
   if [ "$part" = vm ]; then
     hack/kernel-run.sh python hack/bench_vm.py "${args[@]}"
   elif [ "$(id -u)" -eq 0 ] && unshare -n true 2>/dev/null && command -v nft >/dev/null; then
-    unshare -n sh -c 'ip link set lo up && exec "$0" -m ipvsd.bench_proxy --dataplane netns "$@"' \
+    unshare -n sh -c 'ip link set lo up && exec "$0" -m ipvsd.testing.bench.proxy --dataplane netns "$@"' \
       "$venv/bin/python" "${args[@]}"
   else
-    "$venv/bin/python" -m ipvsd.bench_proxy --dataplane fake "${args[@]}"
+    "$venv/bin/python" -m ipvsd.testing.bench.proxy --dataplane fake "${args[@]}"
   fi
 done

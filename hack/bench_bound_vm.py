@@ -26,12 +26,12 @@ from typing import Any
 import orjson
 from bench_vm import floor
 
-from ipvsd.bench_daemon import NODE_NAME
-from ipvsd.bench_proxy import cluster
-from ipvsd.collector import tune_collector
+from ipvsd.app import tune_collector
 from ipvsd.kube.convert import endpoint_slice_from_dict, node_from_dict, service_from_dict
 from ipvsd.plan.desired import desired_service
 from ipvsd.reconcile.syncer import SyncSettings, node_context
+from ipvsd.testing.bench.daemon import NODE_NAME
+from ipvsd.testing.bench.proxy import cluster
 
 
 def best_of_two(step: Callable[[], Any]) -> tuple[float, Any]:

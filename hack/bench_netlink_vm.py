@@ -1,7 +1,7 @@
 """Inside the VM: program one table three ways and compare (run by hack/bench-netlink.sh).
 
 Methods, alternated, best of N each:
-  adapter  - ipvsd's NetlinkIpvs batch path (the core of `python -m ipvsd.dataplane.bench`)
+  adapter  - ipvsd's NetlinkIpvs batch path (the core of `python -m ipvsd.testing.bench.netlink`)
   ipvsadm  - `ipvsadm -R` of the same rules (one request and ACK per object, in C)
   floor    - hack/netlink_floor.py, a minimal hand-packed batched sender
 Then the full-table dump: the adapter's `dump_sync()` against `ipvsadm -Sn`.
@@ -20,8 +20,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ipvsd.dataplane.bench import table_operations
 from ipvsd.dataplane.ipvs_netlink import NetlinkIpvs
+from ipvsd.testing.bench.netlink import table_operations
 from ipvsd.testing.netns import entered
 
 HERE = Path(__file__).resolve().parent

@@ -7,7 +7,7 @@ second):
   floor  - hack/netlink_floor.py programs the same number of objects (services x (1 + dests))
            with hand-packed batched netlink and nothing else; best of two, one before and one
            after ipvsd, so neither profits from a warmer machine;
-  ipvsd  - `python -m ipvsd.bench_proxy --dataplane kernel`: the API emulator and the daemon
+  ipvsd  - `python -m ipvsd.testing.bench.proxy --dataplane kernel`: the API emulator and the daemon
            (real NetlinkIpvs, real addresses on kube-ipvs0, real nftables) in the namespace;
            cold start to a fully programmed kernel, then EndpointSlice changes one at a time.
 
@@ -69,7 +69,7 @@ def floor(services: int, dests: int) -> float:
 
 def ipvsd(services: int, dests: int, changes: int) -> dict[str, object]:
     fresh_namespace("bench-ipvsd")
-    command = [sys.executable, "-m", "ipvsd.bench_proxy", "--dataplane", "kernel",
+    command = [sys.executable, "-m", "ipvsd.testing.bench.proxy", "--dataplane", "kernel",
                "--services", str(services), "--endpoints", str(dests),
                "--changes", str(changes), "--gap", "0.2", "--timeout", "120"]  # fmt: skip
     done = subprocess.run(

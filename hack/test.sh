@@ -42,6 +42,7 @@ echo "== tier: lint =="
 step lint "ruff check" ruff check .
 step lint "ruff format" ruff format --check .
 step lint mypy mypy --strict ipvsd
+step lint "import layers" lint-imports  # pyproject [tool.importlinter]: the layers
 
 echo "== tier: host =="
 # Git keeps no empty folders: a tier folder may not exist yet in a fresh clone.

@@ -11,8 +11,8 @@ import uvloop
 
 from ipvsd import __version__
 from ipvsd.app import run
-from ipvsd.cli import parse_args
-from ipvsd.config import ConfigError
+from ipvsd.config.command_line import parse_args
+from ipvsd.config.settings import ConfigError
 from ipvsd.explain import ExplainError, explain
 
 log = logging.getLogger("ipvsd")

@@ -12,17 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ipvsd.cli import ExplainRequest
-from ipvsd.config import ProxyConfig
+from ipvsd.config.command_line import ExplainRequest
+from ipvsd.config.settings import ProxyConfig
 from ipvsd.kube.auth import load_credentials
 from ipvsd.kube.client import ApiClient
 from ipvsd.kube.service_view import ServiceUnavailable, read_service_view
-from ipvsd.model.ipvs import Family
+from ipvsd.model.ipvs import KNOWN_SCHEDULERS, Family
 from ipvsd.model.node import Node
 from ipvsd.model.service import Service, ServicePort, ServiceRef
 from ipvsd.plan.context import NodeContext
 from ipvsd.plan.desired import DesiredService, DesiredVirtualServer, desired_service
-from ipvsd.plan.scheduling import KNOWN_SCHEDULERS
 
 
 class ExplainError(Exception):

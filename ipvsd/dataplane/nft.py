@@ -23,10 +23,9 @@ from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
+from ipvsd.model.firewall import Firewall, FirewallChanges
 from ipvsd.model.ipvs import IPAddress, Protocol
 from ipvsd.model.service import IPNetwork
-from ipvsd.plan.firewall import Firewall
-from ipvsd.plan.firewall_ledger import FirewallChanges
 
 TABLE = "ipvsd"
 MASQUERADE_MARK = 0x4000

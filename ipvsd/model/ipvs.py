@@ -72,6 +72,10 @@ KERNEL_OWNED_FLAGS = ServiceFlag.HASHED
 
 MAX_WEIGHT = 2**31 - 1
 MAX_SCHEDULER_NAME = 15  # IP_VS_SCHEDNAME_MAXLEN - 1
+# The schedulers of the stock 6.1 kernel; the daemon narrows this to what the node has.
+KNOWN_SCHEDULERS = frozenset(
+    {"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh"}
+)
 
 
 def parse_address(text: str | IPAddress) -> IPAddress:

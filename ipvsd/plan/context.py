@@ -12,11 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from ipvsd.config_values import TopologySource
+from ipvsd.config.values import TopologySource
 from ipvsd.model.endpoint import Endpoint
-from ipvsd.model.ipvs import Family, IPAddress
+from ipvsd.model.ipvs import KNOWN_SCHEDULERS, Family, IPAddress
 from ipvsd.model.node import HOSTNAME_LABEL, ZONE_LABEL, Node
-from ipvsd.plan.scheduling import KNOWN_SCHEDULERS
 from ipvsd.plan.topology_annotations import Proximity
 
 _NO_NODES: Mapping[str, Node] = MappingProxyType({})

@@ -23,36 +23,12 @@ everything that depends on Services as set contents, computed here:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
+from ipvsd.model.firewall import Firewall, FirewallConfig, VipPort
 from ipvsd.model.ipvs import IPAddress, RealServer
 from ipvsd.model.service import IPNetwork, Service, TrafficPolicy
 from ipvsd.plan.desired import DesiredService, DesiredVirtualServer, VipKind
 from ipvsd.plan.topology_annotations import Proximity
-
-VipPort = tuple[IPAddress, int, int]  # (address, IP protocol number, port)
-
-
-@dataclass(frozen=True, slots=True)
-class FirewallConfig:
-    cluster_cidrs: tuple[IPNetwork, ...] = ()
-    masquerade_all: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Firewall:
-    """The contents of ipvsd's nftables sets (equal values mean an identical table)."""
-
-    config: FirewallConfig = field(default_factory=FirewallConfig)
-    vips: frozenset[IPAddress] = frozenset()
-    vip_ports: frozenset[VipPort] = frozenset()
-    cluster_ip_ports: frozenset[VipPort] = frozenset()
-    masquerade_ports: frozenset[VipPort] = frozenset()
-    node_ports: frozenset[tuple[int, int]] = frozenset()  # (protocol, port)
-    hairpin: frozenset[VipPort] = frozenset()  # (real server address, protocol, port)
-    lb_restricted: frozenset[VipPort] = frozenset()
-    lb_allowed: frozenset[tuple[IPAddress, int, int, IPNetwork]] = frozenset()
-    health_check_ports: frozenset[int] = frozenset()
 
 
 def firewall_for(

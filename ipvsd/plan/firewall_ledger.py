@@ -16,24 +16,9 @@ sends changes on partial ones.
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping
-from dataclasses import dataclass, field, fields
 
+from ipvsd.model.firewall import SET_FIELDS, Firewall, FirewallChanges, FirewallConfig
 from ipvsd.model.service import ServiceRef
-from ipvsd.plan.firewall import Firewall, FirewallConfig
-
-SET_FIELDS = tuple(f.name for f in fields(Firewall) if f.name != "config")
-
-
-@dataclass(frozen=True, slots=True)
-class FirewallChanges:
-    """Elements to add to and to delete from each set (`config` of both is the ledger's)."""
-
-    added: Firewall = field(default_factory=Firewall)
-    removed: Firewall = field(default_factory=Firewall)
-
-    @property
-    def empty(self) -> bool:
-        return not any(getattr(self.added, n) or getattr(self.removed, n) for n in SET_FIELDS)
 
 
 class FirewallLedger:

@@ -15,10 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ipvsd.config.settings import DEFAULT_NODE_PORT_RANGE
 from ipvsd.model.ipvs import IPAddress, ServiceKey
 from ipvsd.model.service import IPNetwork
-
-DEFAULT_NODE_PORT_RANGE = (30000, 32767)
 
 
 @dataclass(frozen=True, slots=True)

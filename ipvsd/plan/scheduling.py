@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ipvsd.model.ipvs import NO_FLAGS, SCHEDULER_FLAG_NAMES, ServiceFlag
+from ipvsd.model.ipvs import KNOWN_SCHEDULERS, NO_FLAGS, SCHEDULER_FLAG_NAMES, ServiceFlag
 from ipvsd.model.service import Service
 
 SCHEDULER = "ipvsd.io/scheduler"
@@ -30,10 +30,6 @@ KUBE_ROUTER_FLAG_NAMES = {
     "flag-2": ServiceFlag.SCHED2,
     "flag-3": ServiceFlag.SCHED3,
 }
-# The schedulers of the stock 6.1 kernel; the daemon narrows this to what the node has.
-KNOWN_SCHEDULERS = frozenset(
-    {"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh"}
-)
 
 
 # Schedulers that ignore real-server weights, and the weighted scheduler closest in spirit

@@ -31,11 +31,14 @@ from dataclasses import dataclass, field
 from ipaddress import IPv6Address
 from typing import Protocol
 
-from ipvsd.config_values import NodePortAddresses, TopologySource
+from ipvsd.config.settings import DEFAULT_NODE_PORT_RANGE
+from ipvsd.config.values import NodePortAddresses, TopologySource
 from ipvsd.dataplane.addresses import Addresses
 from ipvsd.dataplane.ipvs import Ipvs
 from ipvsd.model.endpoint import EndpointSlice
+from ipvsd.model.firewall import Firewall, FirewallChanges, FirewallConfig
 from ipvsd.model.ipvs import (
+    KNOWN_SCHEDULERS,
     DeleteService,
     Family,
     IPAddress,
@@ -50,10 +53,9 @@ from ipvsd.model.node import Node
 from ipvsd.model.service import IPNetwork, Service, ServiceRef
 from ipvsd.plan.desired import DesiredService, NodeContext, VipKind, desired_service
 from ipvsd.plan.diff import Endpoint, creation, diff_service, diff_tables
-from ipvsd.plan.firewall import Firewall, FirewallConfig, firewall_for
-from ipvsd.plan.firewall_ledger import FirewallChanges, FirewallLedger
-from ipvsd.plan.ownership import DEFAULT_NODE_PORT_RANGE, Ownership
-from ipvsd.plan.scheduling import KNOWN_SCHEDULERS
+from ipvsd.plan.firewall import firewall_for
+from ipvsd.plan.firewall_ledger import FirewallLedger
+from ipvsd.plan.ownership import Ownership
 from ipvsd.reconcile.claims import Claims
 
 log = logging.getLogger(__name__)

@@ -14,9 +14,8 @@ from ipaddress import ip_network
 import pytest
 
 from ipvsd.dataplane.nft import check_support, cleanup_script, render, render_changes
+from ipvsd.model.firewall import Firewall, FirewallChanges, FirewallConfig
 from ipvsd.model.ipvs import Protocol, parse_address
-from ipvsd.plan.firewall import Firewall, FirewallConfig
-from ipvsd.plan.firewall_ledger import FirewallChanges
 
 TCP, UDP, SCTP = int(Protocol.TCP), int(Protocol.UDP), int(Protocol.SCTP)
 

@@ -9,11 +9,12 @@ from ipaddress import ip_network
 
 import pytest
 
-from ipvsd.config_values import NodePortAddresses
+from ipvsd.config.values import NodePortAddresses
 from ipvsd.dataplane.addresses import FakeAddresses
 from ipvsd.dataplane.ipvs import BatchResult
 from ipvsd.dataplane.ipvs_fake import FakeIpvs
 from ipvsd.model.endpoint import Endpoint, EndpointPort, EndpointSlice
+from ipvsd.model.firewall import SET_FIELDS, Firewall, FirewallChanges
 from ipvsd.model.ipvs import (
     AddRealServer,
     AddService,
@@ -28,8 +29,7 @@ from ipvsd.model.ipvs import (
     parse_address,
 )
 from ipvsd.model.service import Service, ServicePort, ServiceRef, ServiceType, TrafficPolicy
-from ipvsd.plan.firewall import Firewall, firewall_for
-from ipvsd.plan.firewall_ledger import SET_FIELDS, FirewallChanges
+from ipvsd.plan.firewall import firewall_for
 from ipvsd.reconcile.syncer import Syncer, SyncReport, SyncSettings, node_port_addresses
 
 NODE_IP = parse_address("192.168.1.10")

@@ -17,7 +17,7 @@ import aiohttp
 import yaml
 
 from ipvsd.app import run
-from ipvsd.cli import parse_args
+from ipvsd.config.command_line import parse_args
 from ipvsd.testing.apiserver import ApiServer
 from ipvsd.testing.netns import Lab, lab
 

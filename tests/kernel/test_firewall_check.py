@@ -13,7 +13,7 @@ pytestmark = pytest.mark.kernel
 CHECK_THEN_LIST = """
 import subprocess
 from ipvsd.dataplane.nft import check_support
-from ipvsd.plan.firewall import Firewall, FirewallConfig
+from ipvsd.model.firewall import Firewall, FirewallConfig
 from ipaddress import ip_network
 config = FirewallConfig(cluster_cidrs=(ip_network("10.128.0.0/14"),), masquerade_all=True)
 print(repr(check_support(Firewall(config=config))))

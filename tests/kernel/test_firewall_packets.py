@@ -21,11 +21,12 @@ from ipvsd.dataplane.addresses import RtnlAddresses
 from ipvsd.dataplane.ipvs_netlink import NetlinkIpvs
 from ipvsd.dataplane.nft import NftFirewall
 from ipvsd.model.endpoint import Endpoint, EndpointPort, EndpointSlice
+from ipvsd.model.firewall import FirewallConfig
 from ipvsd.model.ipvs import Family, Protocol, parse_address
 from ipvsd.model.service import Service, ServiceType, TrafficPolicy
 from ipvsd.plan.desired import NodeContext, desired_service
 from ipvsd.plan.diff import diff_tables
-from ipvsd.plan.firewall import FirewallConfig, firewall_for
+from ipvsd.plan.firewall import firewall_for
 from ipvsd.testing.netns import Lab, entered, http_get
 from tests.kernel.firewall_support import CLUSTER_IP, EXTERNAL_IP, REF, firewall_lab, web
 

@@ -23,9 +23,9 @@ from ipvsd.dataplane.addresses import RtnlAddresses
 from ipvsd.dataplane.ipvs_netlink import NetlinkIpvs
 from ipvsd.dataplane.nft import NftFirewall
 from ipvsd.model.endpoint import Endpoint, EndpointPort, EndpointSlice
+from ipvsd.model.firewall import FirewallConfig
 from ipvsd.model.ipvs import Family, Protocol, parse_address
 from ipvsd.model.service import Service, ServiceRef, ServiceType, TrafficPolicy
-from ipvsd.plan.firewall import FirewallConfig
 from ipvsd.reconcile.syncer import Syncer, SyncSettings
 from ipvsd.testing.netns import Lab, http_get
 from tests.kernel.firewall_support import CLUSTER_IP, EXTERNAL_IP, REF, firewall_lab, web

@@ -24,16 +24,15 @@ from typing import Any
 
 import yaml
 
-from ipvsd.config_values import NodePortAddresses
+from ipvsd.config.values import NodePortAddresses
 from ipvsd.dataplane.addresses import Addresses
 from ipvsd.dataplane.ipvs import Ipvs
 from ipvsd.kube.convert import endpoint_slice_from_dict, node_from_dict, service_from_dict
 from ipvsd.model.endpoint import EndpointSlice
+from ipvsd.model.firewall import Firewall, FirewallChanges
 from ipvsd.model.ipvs import Family, IPAddress, parse_address
 from ipvsd.model.node import Node
 from ipvsd.model.service import Service
-from ipvsd.plan.firewall import Firewall
-from ipvsd.plan.firewall_ledger import FirewallChanges
 from ipvsd.reconcile.syncer import Syncer, SyncSettings
 from ipvsd.state.tracker import ChangeTracker
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ipvsd.cli import ExplainRequest, ParsedCommand, UsageError, parse_args
-from ipvsd.config import ProxyConfig
-from ipvsd.config_values import ConfigError, NodePortAddresses
-from ipvsd.flags import FLAGS, IGNORED_FLAGS, PORT_FLAGS, REFUSED_FLAGS
+from ipvsd.config.command_line import ExplainRequest, ParsedCommand, UsageError, parse_args
+from ipvsd.config.flags import FLAGS, IGNORED_FLAGS, PORT_FLAGS, REFUSED_FLAGS
+from ipvsd.config.settings import ProxyConfig
+from ipvsd.config.values import ConfigError, NodePortAddresses
 
 DEFAULTS = ProxyConfig(node_name="node-a")
 

@@ -8,8 +8,8 @@ from ipaddress import ip_address, ip_network
 
 import pytest
 
-from ipvsd.config import Layer, ProxyConfig, build_config, file_field_of, flag_of
-from ipvsd.config_values import (
+from ipvsd.config.settings import Layer, ProxyConfig, build_config, file_field_of, flag_of
+from ipvsd.config.values import (
     ConfigError,
     NodePortAddresses,
     format_go_duration,

@@ -9,9 +9,13 @@ from typing import Any
 import pytest
 import yaml
 
-from ipvsd.config import Layer, ProxyConfig, build_config
-from ipvsd.config_file import layer_from_document, layer_from_yaml, load_config_file
-from ipvsd.config_values import ConfigError, NodePortAddresses
+from ipvsd.config.kube_proxy_configuration import (
+    layer_from_document,
+    layer_from_yaml,
+    load_config_file,
+)
+from ipvsd.config.settings import Layer, ProxyConfig, build_config
+from ipvsd.config.values import ConfigError, NodePortAddresses
 
 EXAMPLE = Path(__file__).parents[2] / "config" / "kube-proxy-config.example.yaml"
 HEADER = {"apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration"}

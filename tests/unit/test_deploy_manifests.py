@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from ipvsd.cli import parse_args
+from ipvsd.config.command_line import parse_args
 
 CONFIG = Path(__file__).parents[2] / "config"
 

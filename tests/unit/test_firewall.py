@@ -6,6 +6,7 @@ from dataclasses import replace
 from ipaddress import ip_network
 
 from ipvsd.model.endpoint import Endpoint, EndpointPort, EndpointSlice
+from ipvsd.model.firewall import Firewall, FirewallConfig
 from ipvsd.model.ipvs import Family, Protocol, parse_address
 from ipvsd.model.service import (
     Service,
@@ -15,7 +16,7 @@ from ipvsd.model.service import (
     TrafficPolicy,
 )
 from ipvsd.plan.desired import NodeContext, desired_service
-from ipvsd.plan.firewall import Firewall, FirewallConfig, firewall_for
+from ipvsd.plan.firewall import firewall_for
 
 REF = ServiceRef("default", "web")
 NODE = NodeContext("node-a", node_port_addresses=(parse_address("192.168.1.10"),))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from ipvsd.model.firewall import Firewall, FirewallConfig
 from ipvsd.model.ipvs import parse_address
 from ipvsd.model.service import ServiceRef
-from ipvsd.plan.firewall import Firewall, FirewallConfig
 from ipvsd.plan.firewall_ledger import FirewallLedger
 
 A, B = ServiceRef("default", "a"), ServiceRef("default", "b")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ipvsd.dataplane.nft import check_support
-from ipvsd.plan.firewall import Firewall
+from ipvsd.model.firewall import Firewall
 
 
 def test_nft_refusing_the_table_is_named_with_nft_s_words(

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
-from ipvsd.config_values import TopologySource
+from ipvsd.config.values import TopologySource
 from ipvsd.model.endpoint import Endpoint
 from ipvsd.model.ipvs import parse_address
 from ipvsd.model.node import HOSTNAME_LABEL, REGION_LABEL, ZONE_LABEL, Node

@@ -25,8 +25,8 @@ from typing import TypeVar
 
 import yaml
 
-from ipvsd.config import DEFAULT_HEALTHZ_PORT, DEFAULT_METRICS_PORT, Layer, file_field_of
-from ipvsd.config_values import (
+from ipvsd.config.settings import DEFAULT_HEALTHZ_PORT, DEFAULT_METRICS_PORT, Layer, file_field_of
+from ipvsd.config.values import (
     ConfigError,
     parse_bind_address,
     parse_cidrs,

@@ -1,8 +1,9 @@
-"""The proxy at scale: `python -m ipvsd.bench_proxy` (run by `hack/bench.sh`).
+"""The proxy at scale: `python -m ipvsd.testing.bench.proxy` (run by `hack/bench.sh`).
 
 This process runs the API emulator, fills it with `--services` ClusterIP Services of one TCP
 port and `--endpoints` ready endpoints each (one EndpointSlice per Service) plus the Node, and
-starts the daemon (`ipvsd.bench_daemon`) as a child with the chosen `--dataplane`. It reports:
+starts the daemon (`ipvsd.testing.bench.daemon`) as a child with the chosen `--dataplane`.
+It reports:
 
 - cold start: from the informers' start to the end of the first full sync (every object in
   the kernel), with the informer sync and the adapters' shares;
@@ -28,8 +29,8 @@ from typing import Any
 
 import uvloop
 
-from ipvsd.bench_daemon import MARKER_NETWORK, NODE_NAME
-from ipvsd.collector import tune_collector
+from ipvsd.app import tune_collector
+from ipvsd.testing.bench.daemon import MARKER_NETWORK, NODE_NAME
 
 Document = dict[str, Any]
 POD_NETWORK = int(IPv4Address("10.128.0.0"))
@@ -175,7 +176,7 @@ async def run(arguments: argparse.Namespace) -> dict[str, Any]:
         say(f"loaded {arguments.services} Services and EndpointSlices "
             f"in {time.perf_counter() - loading:.1f} s")  # fmt: skip
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "ipvsd.bench_daemon",
+            sys.executable, "-m", "ipvsd.testing.bench.daemon",
             "--kubeconfig", str(server.kubeconfig_path), "--dataplane", arguments.dataplane,
             *(["--profile", arguments.profile] if arguments.profile else []),
             *(["--profile-cold", arguments.profile_cold] if arguments.profile_cold else []),
@@ -249,7 +250,9 @@ DATAPLANES = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ipvsd.bench_proxy", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m ipvsd.testing.bench.proxy", description=__doc__
+    )
     parser.add_argument("--services", type=int, default=10_000)
     parser.add_argument("--endpoints", type=int, default=10, help="ready endpoints per Service")
     parser.add_argument("--changes", type=int, default=200, help="slice changes to time")

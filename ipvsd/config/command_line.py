@@ -3,7 +3,7 @@
 Values follow pflag, as kube-proxy's did: `--flag=value` and `--flag value`; booleans are
 `--flag`, `--flag=true` or `--flag=false` (`--flag false` is refused, as pflag would take
 `false` for a stray argument); list flags take commas and may repeat; `-v=N`/`--v=N` is
-klog's verbosity. Which flags exist, and what each does, is `ipvsd.flags`'s table.
+klog's verbosity. Which flags exist, and what each does, is `ipvsd.config.flags`'s table.
 
 Precedence: a flag given explicitly wins over `--config`, which wins over the defaults.
 kube-proxy instead ignored most flags once `--config` was given (all but
@@ -22,10 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, NoReturn
 
-from ipvsd.config import ConfigError, Layer, ProxyConfig, build_config, file_field_of, flag_of
-from ipvsd.config_file import load_config_file
-from ipvsd.config_values import GO_BOOL_SPELLINGS, parse_go_bool
-from ipvsd.flags import (
+from ipvsd.config.flags import (
     BOOLEAN_FLAGS,
     FLAGS,
     IGNORED_FLAGS,
@@ -33,6 +30,16 @@ from ipvsd.flags import (
     REFUSED_FLAGS,
     flag_layer,
 )
+from ipvsd.config.kube_proxy_configuration import load_config_file
+from ipvsd.config.settings import (
+    ConfigError,
+    Layer,
+    ProxyConfig,
+    build_config,
+    file_field_of,
+    flag_of,
+)
+from ipvsd.config.values import GO_BOOL_SPELLINGS, parse_go_bool
 
 Command = Literal["run", "explain", "help", "version"]
 

@@ -1,6 +1,6 @@
-"""Informer speed and memory against the API emulator: `python -m ipvsd.kube.bench`.
+"""Informer speed and memory against the API emulator: `python -m ipvsd.testing.bench.informers`.
 
-The parent process runs the emulator and bulk-loads a large cluster (`bench_cluster`). Each
+The parent process runs the emulator and bulk-loads a large cluster (`large_cluster`). Each
 measurement runs in a child process of its own, so the RSS it reports is the informers' alone
 and the official client's memory cannot help or hurt them:
 
@@ -32,11 +32,11 @@ import uvloop
 from kubernetes import client as official
 from kubernetes import config as _official_config
 
-from ipvsd.kube import bench_cluster
 from ipvsd.kube.auth import load_credentials
 from ipvsd.kube.client import ApiClient
 from ipvsd.kube.proxy_informers import ProxyInformers
 from ipvsd.kube.watch import ListMode, WatchSettings
+from ipvsd.testing.bench import large_cluster
 
 official_config: Any = _official_config  # untyped; the official client is what is measured
 
@@ -158,7 +158,11 @@ def _official(arguments: argparse.Namespace) -> None:
 
 async def _child(*arguments: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ipvsd.kube.bench", *arguments, stdout=asyncio.subprocess.PIPE
+        sys.executable,
+        "-m",
+        "ipvsd.testing.bench.informers",
+        *arguments,
+        stdout=asyncio.subprocess.PIPE,
     )
 
 
@@ -176,13 +180,13 @@ async def _run(arguments: argparse.Namespace) -> dict[str, Any]:
     # Imported here so that the measuring children never load the emulator.
     from ipvsd.testing.apiserver import ApiServer  # noqa: PLC0415
 
-    services, slices = bench_cluster.services_and_slices(
+    services, slices = large_cluster.services_and_slices(
         arguments.services, endpoints_per_slice=arguments.endpoints, node_count=arguments.nodes
     )
     async with ApiServer(history_size=100_000) as server:
         loading = time.perf_counter()
-        server.store.load(bench_cluster.namespaces())
-        server.store.load(bench_cluster.nodes(arguments.nodes))
+        server.store.load(large_cluster.namespaces())
+        server.store.load(large_cluster.nodes(arguments.nodes))
         server.store.load(services)
         server.store.load(slices)
         print(
@@ -239,7 +243,9 @@ def _flip_first_endpoint(server: Any, document: dict[str, Any]) -> None:
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m ipvsd.kube.bench", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m ipvsd.testing.bench.informers", description=__doc__
+    )
     parser.add_argument("--services", type=int, default=10_000)
     parser.add_argument("--endpoints", type=int, default=10, help="endpoints per slice")
     parser.add_argument("--nodes", type=int, default=500)

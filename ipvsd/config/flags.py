@@ -8,7 +8,7 @@ anyway (`--proxy-mode=ipvs`). Only `--init-only` and `--write-config-to` are ref
 the proxy instead would hang an init container, or leave the operator without the file.
 
 `flag_layer` turns the values argparse collected (text, by flag name) into a config `Layer`;
-the argparse plumbing itself is `ipvsd.cli`'s.
+the argparse plumbing itself is `ipvsd.config.command_line`'s.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import ip_address
 
-from ipvsd.config import (
+from ipvsd.config.settings import (
     DEFAULT_HEALTHZ_PORT,
     DEFAULT_METRICS_PORT,
     ConfigError,
@@ -26,7 +26,7 @@ from ipvsd.config import (
     ProxyConfig,
     flag_of,
 )
-from ipvsd.config_values import (
+from ipvsd.config.values import (
     TOPOLOGY_SOURCES,
     parse_bind_address,
     parse_cidrs,

@@ -3,8 +3,9 @@
 `ProxyConfig` holds every setting with kube-proxy's default (reference §6-§9), so a DaemonSet
 that ran kube-proxy in IPVS mode runs ipvsd with the same behaviour. Each field names, in its
 metadata, the kube-proxy flag and the KubeProxyConfiguration field that set it: messages
-about a setting use the spelling the operator wrote, and the flag table (`ipvsd.flags`) and
-the file loader (`ipvsd.config_file`) read those names from here rather than keeping copies.
+about a setting use the spelling the operator wrote, and the flag table (`config.flags`) and
+the file loader (`config.kube_proxy_configuration`) read those names from here rather than
+keeping copies.
 
 Settings arrive as `Layer`s (the config file, then the command line); a later layer wins per
 field. `build_config` merges them over the defaults, resolves the node name, and checks
@@ -19,16 +20,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from ipvsd.config_values import (
+from ipvsd.config.values import (
     ConfigError,
     NodePortAddresses,
     TopologySource,
     format_go_duration,
 )
-from ipvsd.model.ipvs import Timeouts
+from ipvsd.model.ipvs import KNOWN_SCHEDULERS, Timeouts
 from ipvsd.model.service import IPNetwork
-from ipvsd.plan.ownership import DEFAULT_NODE_PORT_RANGE
-from ipvsd.plan.scheduling import KNOWN_SCHEDULERS
 
 __all__ = [
     "DEFAULT_HEALTHZ_PORT",
@@ -46,6 +45,7 @@ __all__ = [
 
 DEFAULT_HEALTHZ_PORT = 10256
 DEFAULT_METRICS_PORT = 10249
+DEFAULT_NODE_PORT_RANGE = (30000, 32767)  # the API server's --service-node-port-range
 
 
 def _named(flag: str, file: str | None = None) -> dict[str, str | None]:

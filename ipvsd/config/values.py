@@ -8,7 +8,7 @@ the network), bind addresses are `IP:port` or a bare IP that gets the default po
 Every parser takes the `name` of the flag or file field the text came from and raises
 `ConfigError` with that name first, so the operator knows which line of a DaemonSet or a
 ConfigMap to fix. Parsers check syntax only; ranges and relations between settings are checked
-once the sources are merged (`ipvsd.config`), where the winning source is known.
+once the sources are merged (`ipvsd.config.settings`), where the winning source is known.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Benchmark of the IPVS adapter's batch path: program a table, dump it back, clean up.
 
-    python -m ipvsd.dataplane.bench --services 100 --dests 100
+    python -m ipvsd.testing.bench.netlink --services 100 --dests 100
 
 Needs root and an IPVS kernel (run it through `hack/kernel-run.sh` on machines without one).
 It owns only virtual servers inside the RFC 2544 benchmarking range 198.18.0.0/15: those are

@@ -1,9 +1,9 @@
 """The daemon under measurement: `app.run`'s pipeline with a chosen dataplane, instrumented.
 
-Run as a child of `ipvsd.bench_proxy` (`python -m ipvsd.bench_daemon`), so that its peak RSS is
-the daemon's alone. The pieces are the daemon's own, wired as `app.run` wires them (informers →
-change tracker → bounded-frequency runner → `_SyncLoop` → syncer → adapters); only the
-adapters are chosen by `--dataplane`:
+Run as a child of `ipvsd.testing.bench.proxy` (`python -m ipvsd.testing.bench.daemon`), so
+that its peak RSS is the daemon's alone. The pieces are the daemon's own, wired as `app.run`
+wires them (informers → change tracker → bounded-frequency runner → `_SyncLoop` → syncer →
+adapters); only the adapters are chosen by `--dataplane`:
 
 - `kernel`: NetlinkIpvs, RtnlAddresses, NftFirewall (everything real; root and an IPVS kernel);
 - `netns`: FakeIpvs and FakeAddresses, with the real NftFirewall (root, in a private network
@@ -34,15 +34,15 @@ from typing import Any
 
 import uvloop
 
-from ipvsd.app import _informers, _SyncLoop, informed_syncer, prepare_kernel
-from ipvsd.cli import parse_args
-from ipvsd.collector import tune_collector
+from ipvsd.app import _informers, _SyncLoop, informed_syncer, prepare_kernel, tune_collector
+from ipvsd.config.command_line import parse_args
 from ipvsd.dataplane.addresses import Addresses, FakeAddresses, RtnlAddresses
 from ipvsd.dataplane.ipvs import BatchResult, Ipvs
 from ipvsd.dataplane.ipvs_fake import FakeIpvs
 from ipvsd.dataplane.ipvs_netlink import NetlinkIpvs
 from ipvsd.dataplane.nft import NftFirewall, render, render_changes
 from ipvsd.kube.events import EventRecorder
+from ipvsd.model.firewall import Firewall, FirewallChanges
 from ipvsd.model.ipvs import (
     AddRealServer,
     IPAddress,
@@ -51,8 +51,6 @@ from ipvsd.model.ipvs import (
     ServiceKey,
     Timeouts,
 )
-from ipvsd.plan.firewall import Firewall
-from ipvsd.plan.firewall_ledger import FirewallChanges
 from ipvsd.reconcile.runner import BoundedFrequencyRunner
 from ipvsd.reconcile.syncer import FirewallPort
 from ipvsd.server.health import ProxyHealth
@@ -375,7 +373,9 @@ async def _verify(ipvs: Ipvs) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ipvsd.bench_daemon", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m ipvsd.testing.bench.daemon", description=__doc__
+    )
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--dataplane", choices=["kernel", "netns", "fake"], default="fake")
     parser.add_argument("--profile", help="cProfile the change phase into this file")
