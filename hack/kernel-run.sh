@@ -19,15 +19,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cache=$(realpath -m "${IPVSD_CACHE:-$root/.cache/kernel}")
 vm_timeout=${IPVSD_VM_TIMEOUT:-1800}
 
-ensure_packages() {
-  local pkgs=(qemu-system-x86 kmod cpio busybox-static ipvsadm iproute2 nftables conntrack)
-  dpkg -s "${pkgs[@]}" >/dev/null 2>&1 && return 0
-  say "installing ${pkgs[*]} (apt-get)"
-  quietly as_root apt-get update
-  quietly as_root env DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y --no-install-recommends "${pkgs[@]}"
-}
-
 # The kernel is unpacked once into $cache and then reused as is (no network on later runs).
 ensure_kernel() {
   [ -f "$cache/version" ] && return 0
@@ -59,7 +50,7 @@ ensure_kernel() {
   trap - EXIT
 }
 
-ensure_packages
+ensure_packages qemu-system-x86 kmod cpio busybox-static ipvsadm iproute2 nftables conntrack
 ensure_venv
 ensure_kernel
 ver=$(cat "$cache/version")

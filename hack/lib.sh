@@ -46,3 +46,11 @@ ensure_venv() {
   quietly "$venv/bin/pip" install --disable-pip-version-check -e "$root[dev]"
   echo "$sum" >"$stamp"
 }
+
+# ensure_packages PKG...: install Debian packages that are missing (one apt-get for all of them).
+ensure_packages() {
+  dpkg -s "$@" >/dev/null 2>&1 && return 0
+  say "installing $* (apt-get)"
+  quietly as_root apt-get update
+  quietly as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"
+}

@@ -18,6 +18,8 @@ esac
 eval "pytest_args=(${PYTEST_ARGS:-})"  # the developer's own variable, split as the shell would
 
 ensure_venv
+# The host tier checks rendered tables with the real `nft` (check mode needs no IPVS).
+ensure_packages nftables
 export PATH=$venv/bin:$PATH
 
 recap=()
