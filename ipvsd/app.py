@@ -32,7 +32,7 @@ from ipvsd.model.firewall import Firewall, FirewallConfig
 from ipvsd.model.ipvs import DeleteService, Family, Timeouts
 from ipvsd.model.node import Node
 from ipvsd.model.service import ServiceRef
-from ipvsd.plan.desired import VipKind, desired_service
+from ipvsd.plan.desired import desired_service
 from ipvsd.plan.ownership import Ownership
 from ipvsd.plan.sysctls import kernel_version, required_sysctls
 from ipvsd.reconcile.runner import BoundedFrequencyRunner
@@ -384,13 +384,7 @@ class _SyncLoop:
             service = self._syncer.service(ref)
             if service is None or not service.health_check_node_port:
                 continue
-            local = {
-                real.endpoint
-                for d in desired.virtual_servers
-                if d.kind is not VipKind.CLUSTER_IP and d.uses_local_endpoints
-                for real in d.real_servers
-            }
-            checks[ref] = (service.health_check_node_port, len(local))
+            checks[ref] = (service.health_check_node_port, desired.local_ready_endpoints())
         return checks
 
 

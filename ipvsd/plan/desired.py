@@ -96,6 +96,27 @@ class DesiredService:
             counts[proximity] += 1
         return counts
 
+    def local_ready_endpoints(self) -> int:
+        """What the healthCheckNodePort reports: this node's *ready* endpoints that serve the
+        Service's externally local virtual servers.
+
+        Serving-terminating endpoints still take traffic when no ready one is left (the
+        fallback of `select_port`), but they do not count here, as in kube-proxy: a node whose
+        pods are all terminating answers 503, so the load balancer moves new clients to nodes
+        that will keep serving them while a rollout runs.
+        """
+        return len(
+            {
+                (chosen.backend.address, chosen.backend.port)
+                for d in self.virtual_servers
+                if d.kind is not VipKind.CLUSTER_IP
+                and d.uses_local_endpoints
+                and d.selection is not None
+                for chosen in d.selection.chosen
+                if chosen.backend.ready
+            }
+        )
+
     @property
     def topology_fallback(self) -> bool:
         return any(d.selection is not None and d.selection.fallback for d in self.virtual_servers)

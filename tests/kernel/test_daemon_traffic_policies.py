@@ -171,3 +171,34 @@ async def test_per_service_schedulers_apply_and_invalid_ones_become_events(
     (event,) = warnings
     assert (event["type"], event["reason"]) == ("Warning", "InvalidAnnotation")
     assert "maglev" in event["message"]
+
+
+async def test_fail_health_check_node_port_if_there_are_only_terminating_endpoints(
+    cluster: tuple[Api, Lab],
+) -> None:
+    """Upstream's case of the same name: a rollout leaves this node only terminating pods.
+
+    They still serve (eTP=Local falls back to serving-terminating endpoints, so connections
+    already on their way are not refused), but the health check answers 503 with zero local
+    endpoints, so the load balancer stops sending new clients here.
+    """
+    api, _net = cluster
+    service = await create(
+        api, "rolling", {"type": "LoadBalancer", "externalTrafficPolicy": "Local"},
+        [("10.200.1.2", "node-a")],
+    )  # fmt: skip
+    node_port = service["spec"]["ports"][0]["nodePort"]
+    health_port = service["spec"]["healthCheckNodePort"]
+    body = await health_answer(health_port, 200)
+    assert body["localEndpoints"] == 1
+
+    terminating = endpoint_slice("rolling", [("10.200.1.2", "node-a")])
+    terminating["endpoints"][0]["conditions"] = {
+        "ready": False, "serving": True, "terminating": True,
+    }  # fmt: skip
+    await api.send("PUT", f"{SLICES}/rolling-1", terminating)
+
+    body = await health_answer(health_port, 503)
+    assert body["localEndpoints"] == 0
+    assert f"-a -t {NODE_ADDRESS}:{node_port} -r 10.200.1.2:8080" in ipvsadm()
+    assert http_get("client", NODE_ADDRESS, node_port) == "pod-a 10.200.3.2"

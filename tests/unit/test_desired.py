@@ -265,3 +265,35 @@ def test_real_servers_are_counted_once_by_proximity_for_metrics() -> None:
     assert not got.topology_fallback
     only_remote = [replace(ZONED[0], endpoints=ZONED[0].endpoints[2:])]
     assert desired_service(nodeport, only_remote, NODE).topology_fallback
+
+
+@pytest.mark.parametrize(
+    ("conditions", "served", "counted"),
+    [
+        pytest.param({}, True, 1, id="ready-local-endpoint-counts"),
+        pytest.param(
+            {"ready": False, "serving": True, "terminating": True},
+            True,
+            0,
+            id="serving-terminating-serves-but-does-not-count",
+        ),
+        pytest.param({"ready": False, "serving": False}, False, 0, id="unready-neither"),
+    ],
+)
+def test_health_check_counts_only_ready_local_endpoints(
+    conditions: dict[str, bool], served: bool, counted: int
+) -> None:
+    local = Endpoint(parse_address("10.244.1.5"), node_name="node-a", **conditions)
+    remote = Endpoint(parse_address("10.244.2.7"), node_name="node-b")
+    port = (EndpointPort("http", Protocol.TCP, 5678),)
+    endpoints = [EndpointSlice("default", "echo-abc", REF, Family.INET, port, (local, remote))]
+    lb = service(
+        type=ServiceType.NODE_PORT,
+        ports=(HTTP,),
+        external_traffic_policy=TrafficPolicy.LOCAL,
+        health_check_node_port=31000,
+    )
+    got = desired_service(lb, endpoints, NODE)
+    node_port = next(d for d in got.virtual_servers if d.kind is VipKind.NODE_PORT)
+    assert [str(r.address) for r in node_port.real_servers] == (["10.244.1.5"] if served else [])
+    assert got.local_ready_endpoints() == counted
