@@ -100,6 +100,7 @@ async def settle(seconds: float = 0.3) -> None:
 
 
 PROXY_NAME_LABEL = "service.kubernetes.io/service-proxy-name"
+KUBERNETES = "default/kubernetes"  # the API server's own Service and EndpointSlice
 HEADLESS_LABEL = "service.kubernetes.io/headless"
 
 

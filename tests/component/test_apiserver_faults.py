@@ -206,9 +206,10 @@ async def test_state_file_carries_objects_and_token_to_a_new_server(tmp_path: Pa
     state = tmp_path / "state.json"
     async with ApiServer(state_file=state) as first:
         created = first.store.create(service("persisted", type="NodePort"))
-        token, version = first.token, first.storage.resource_version
+        token, version, port = first.token, first.storage.resource_version, first.port
     assert state.exists()
-    async with ApiServer(state_file=state) as second, api_for(second) as client:
+    # The same port: default/kubernetes then stays as saved (on another port it is reset).
+    async with ApiServer(state_file=state, port=port) as second, api_for(second) as client:
         assert second.token == token
         assert second.storage.resource_version == version
         status, loaded = await client.get(f"{SERVICES}/persisted")

@@ -162,6 +162,7 @@ async def test_get_watch_prints_a_change(emulator: Emulator) -> None:
         kubectl_path(),
         "get",
         "svc",
+        "echo-svc",
         "--watch",
         "--request-timeout=20s",
         stdout=asyncio.subprocess.PIPE,

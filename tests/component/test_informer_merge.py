@@ -11,6 +11,7 @@ from ipvsd.testing.apiserver.resources import ENDPOINT_SLICES as EMULATED_SLICES
 from ipvsd.testing.apiserver.resources import SERVICES as EMULATED_SERVICES
 from tests.component.informer_support import (
     HEADLESS_LABEL,
+    KUBERNETES,
     PROXY_NAME_LABEL,
     Recorder,
     emulator,
@@ -47,7 +48,7 @@ async def test_services_and_slices_moving_between_selections_end_up_right() -> N
 
             server.store.patch("services", "web", labels("other-proxy"))
             server.store.patch("endpointslices", "web-1", labels("other-proxy"))
-            await eventually(lambda: not services.store and not slices.store)
+            await eventually(lambda: list(services.store) == list(slices.store) == [KUBERNETES])
 
             server.store.patch("services", "web", labels("ipvsd"))
             await eventually(lambda: "default/web" in services.store)
@@ -68,8 +69,8 @@ async def test_a_headless_label_removes_a_service_and_its_slices() -> None:
                 "endpointslices", "web-1", {"metadata": {"labels": {HEADLESS_LABEL: ""}}}
             )
 
-            await eventually(lambda: not informers.services.store)
-            await eventually(lambda: not informers.endpoint_slices.store)
+            await eventually(lambda: list(informers.services.store) == [KUBERNETES])
+            await eventually(lambda: list(informers.endpoint_slices.store) == [KUBERNETES])
 
 
 async def test_changes_that_do_not_matter_call_no_handler() -> None:

@@ -11,6 +11,7 @@ import pytest
 from ipvsd.kube.watch import ListMode
 from ipvsd.testing.apiserver import ApiServer
 from tests.component.informer_support import (
+    KUBERNETES,
     Recorder,
     emulator,
     endpoint_slice,
@@ -105,7 +106,7 @@ async def test_an_expired_watch_relists_without_flapping() -> None:
             await settle()
 
             assert recorder.calls == ["add default/after"]
-            assert len(informers.endpoint_slices.store) == 5
+            assert len(informers.endpoint_slices.store) == 6  # with default/kubernetes
 
 
 @pytest.mark.parametrize("how", ["abort", "end"])
@@ -119,6 +120,7 @@ async def test_dropped_watches_reconnect_and_miss_nothing(how: str) -> None:
                 server.store.delete("services", f"svc-{round_}")
 
             expected = [
+                KUBERNETES,
                 "default/new-0",
                 "default/new-1",
                 "default/new-2",
@@ -137,8 +139,8 @@ async def test_server_errors_back_off_and_429_honours_retry_after(
         server.faults.fail_next(3, code=500, path_prefix="/api/v1/services")
         server.faults.fail_next(1, code=429, retry_after=2, path_prefix="/apis/discovery.k8s.io")
         async with running(server, sleep=sleep) as informers:
-            assert len(informers.services.store) == 5
-            assert len(informers.endpoint_slices.store) == 5
+            assert len(informers.services.store) == 6  # with default/kubernetes
+            assert len(informers.endpoint_slices.store) == 6
 
     assert 2.0 in sleep.delays
     assert len([d for d in sleep.delays if d != 2.0]) == 3
@@ -158,7 +160,7 @@ async def test_an_unreachable_api_keeps_the_store_and_catches_up(
             await eventually(lambda: "API unreachable" in caplog.text)
             await settle(0.2)
 
-            assert len(informers.services.store) == 5
+            assert len(informers.services.store) == 6  # with default/kubernetes
             assert recorder.calls == []
 
             await server.start()

@@ -11,6 +11,7 @@ from ipvsd.kube.watch import ListMode
 from ipvsd.testing.apiserver import ApiServer, RequestRecord
 from tests.component.informer_support import (
     HEADLESS_LABEL,
+    KUBERNETES,
     PROXY_NAME_LABEL,
     Recorder,
     emulator,
@@ -55,8 +56,13 @@ async def test_both_list_modes_take_exactly_what_kube_proxy_would_plus_ours(
     async with emulator() as server:
         populate(server)
         async with running(server, mode=mode) as informers:
-            assert sorted(informers.services.store) == ["default/ours", "default/plain"]
-            assert sorted(informers.endpoint_slices.store) == ["default/ours-1", "default/plain-1"]
+            # default/kubernetes: the API server's own Service, which kube-proxy takes too.
+            assert sorted(informers.services.store) == [KUBERNETES, "default/ours", "default/plain"]
+            assert sorted(informers.endpoint_slices.store) == [
+                KUBERNETES,
+                "default/ours-1",
+                "default/plain-1",
+            ]
             assert list(informers.own_node.store) == ["node-a"]
             assert informers.own_node.store["node-a"].zone == "zone-a"
             assert informers.nodes is None
@@ -87,7 +93,7 @@ async def test_auto_mode_streams_from_a_server_that_can() -> None:
     async with emulator() as server:
         populate(server)
         async with running(server, mode=ListMode.AUTO) as informers:
-            assert len(informers.services.store) == 2
+            assert len(informers.services.store) == 3  # with default/kubernetes
 
     assert not [r for r in server.requests if r.query.get("limit")]
 
@@ -104,7 +110,7 @@ async def test_synced_waits_until_every_informer_has_listed() -> None:
 
             async with asyncio.timeout(5):
                 await informers.synced.wait()
-            assert len(informers.endpoint_slices.store) == 2
+            assert len(informers.endpoint_slices.store) == 3  # with default/kubernetes
 
 
 async def test_all_nodes_are_watched_when_a_feature_asks() -> None:

@@ -65,6 +65,12 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="PATH",
         help="load objects from PATH at start if it exists, save them on stop",
     )
+    parser.add_argument(
+        "--advertise-address",
+        default=None,
+        metavar="IP",
+        help="the address in the default/kubernetes EndpointSlice (default: the listening one)",
+    )
     parser.add_argument("--token", default=None, help="bearer token (default: saved or random)")
     parser.add_argument(
         "--allow-anonymous",
@@ -106,6 +112,7 @@ async def serve(arguments: argparse.Namespace) -> None:
         node_port_range=arguments.node_port_range,
         hint_controller=arguments.hint_controller,
         state_file=arguments.state_file,
+        advertise_address=arguments.advertise_address,
         token=arguments.token,
         allow_anonymous=arguments.allow_anonymous,
         history_size=arguments.history_size,

@@ -12,6 +12,9 @@ that the official client (and ipvsd) use unchanged. kubectl sends no credentials
 HTTP at all, so kubectl needs `allow_anonymous=True` (`--allow-anonymous`); a wrong token is
 refused with 401 either way.
 
+Like a real API server it keeps `default/kubernetes` (Service and EndpointSlice) pointing at
+itself (`master_service.py`): every cluster has that Service, so every test and benchmark sees it.
+
 `stop()` then `start()` keeps every object, the resource-version counter and the history (a
 restarted etcd-backed API server also serves watches from versions it still has); with a
 `state_file`, `stop()` saves the objects as JSON and a new server loads them, starting its
@@ -36,6 +39,7 @@ import yaml
 from aiohttp import web
 
 from ipvsd.testing.apiserver import errors as api
+from ipvsd.testing.apiserver import master_service
 from ipvsd.testing.apiserver.allocators import IPRange, PortRange
 from ipvsd.testing.apiserver.control import control_routes
 from ipvsd.testing.apiserver.discovery import discovery_document, openapi_document, openapi_root
@@ -75,6 +79,7 @@ class ApiServer:
         node_port_range: str = "30000-32767",
         hint_controller: bool = False,
         state_file: str | Path | None = None,
+        advertise_address: str | None = None,
         token: str | None = None,
         allow_anonymous: bool = False,
         history_size: int = 10_000,
@@ -88,6 +93,8 @@ class ApiServer:
         self.bookmark_interval = bookmark_interval
         self.watch_timeout = watch_timeout
         self.state_file = Path(state_file) if state_file else None
+        self.service_cidr = service_cidr
+        self._advertise_address = advertise_address
         self._kubeconfig = Path(kubeconfig_path) if kubeconfig_path else None
         self._scratch: Path | None = None
         ranges = [IPRange(service_cidr)] + ([IPRange(service_cidr_v6)] if service_cidr_v6 else [])
@@ -117,6 +124,16 @@ class ApiServer:
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def advertise_address(self) -> str:
+        """The address in the `kubernetes` EndpointSlice: as given, else the listening one
+        (loopback when listening on every address)."""
+        if self._advertise_address:
+            return self._advertise_address
+        if self.host in ("0.0.0.0", ""):
+            return "127.0.0.1"
+        return "::1" if self.host == "::" else self.host
 
     @property
     def kubeconfig_path(self) -> Path:
@@ -149,6 +166,12 @@ class ApiServer:
             await runner.cleanup()
             raise
         self._runner = runner
+        master_service.reconcile(
+            self.store,
+            service_cidr=self.service_cidr,
+            address=self.advertise_address,
+            port=self.port,
+        )
         self._write_kubeconfig()
 
     async def stop(self) -> None:
