@@ -89,15 +89,19 @@ async def until(check: Callable[[], bool], seconds: float = 20.0) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_daemon(*extra_flags: str) -> AsyncIterator[tuple[Api, Lab]]:
-    """The emulator with Node `node-a`, the lab namespaces, and ipvsd running for node-a."""
+async def running_daemon(
+    *extra_flags: str, service_cidr_v6: str | None = None
+) -> AsyncIterator[tuple[Api, Lab]]:
+    """The emulator with Node `node-a`, the lab namespaces, and ipvsd running for node-a.
+
+    `service_cidr_v6` gives the emulator an IPv6 Service range too (dual-stack clusters)."""
     subprocess.run(["modprobe", "ip_vs"], check=True)
     subprocess.run(["ipvsadm", "-C"], check=True)
     with lab() as net:
         for name in ("pod-a", "pod-b"):
             net.serve(name, net.add_namespace(name), 8080)
         net.add_namespace("client")
-        async with ApiServer() as server:
+        async with ApiServer(service_cidr_v6=service_cidr_v6) as server:
             api = Api(server)
             await api.send("POST", "/api/v1/nodes", {
                 "apiVersion": "v1", "kind": "Node",
