@@ -116,9 +116,12 @@ class Syncer:
         nodes: Mapping[str, Node] | None = None,
         service_of: Callable[[ServiceRef], Service | None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        after_full_sync: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         """`services` lists every Service (full syncs); `service_of` finds one (partial syncs;
-        without it they search `services`, which costs time in proportion to the cluster)."""
+        without it they search `services`, which costs time in proportion to the cluster).
+        `after_full_sync` runs once each full sync has put everything in place (the takeover
+        from kube-proxy removes its leftovers there); its failure is logged, not raised."""
         self._ipvs = ipvs
         self._addresses = addresses
         self._firewall = firewall
@@ -129,6 +132,7 @@ class Syncer:
         self._nodes = nodes
         self._service_of = service_of or self._search
         self._clock = clock
+        self._after_full_sync = after_full_sync
         self.programmed: dict[ServiceRef, DesiredService] = {}
         self._services_by_ref: dict[ServiceRef, Service] = {}
         self._drains: dict[tuple[ServiceKey, Endpoint], float] = {}
@@ -141,6 +145,7 @@ class Syncer:
         self._claims = Claims()
         self._ledger = FirewallLedger(settings.firewall)
         self._failed = False  # the state above is unreliable: the next sync is full
+        self._said: dict[ServiceRef, tuple[tuple[str, ...], tuple[str, ...]]] = {}  # logged
 
     # --- planning -----------------------------------------------------------------------------
 
@@ -241,6 +246,11 @@ class Syncer:
         for desired in planned.values():
             self._count_addresses(desired.bound_addresses, +1)
         self._failed = False
+        if self._after_full_sync is not None:
+            try:
+                await self._after_full_sync()
+            except Exception:
+                log.exception("after the full sync")
         return self._report(True, planned, creations + ops, failures)
 
     async def _partial(self, refs: frozenset[ServiceRef]) -> SyncReport:
@@ -394,10 +404,7 @@ class Syncer:
     ) -> SyncReport:
         warnings = {ref: d.warnings for ref, d in planned.items() if d.warnings}
         notices = {ref: d.notices for ref, d in planned.items() if d.notices}
-        for level, by_service in ((logging.WARNING, warnings), (logging.INFO, notices)):
-            for ref, notes in by_service.items():
-                for note in notes:
-                    log.log(level, "Service %s: %s", ref, note)
+        self._log_problems(planned)
         internal: set[ServiceRef] = set()
         external: set[ServiceRef] = set()
         for ref, desired in self.programmed.items():
@@ -414,6 +421,29 @@ class Syncer:
             no_local_internal=len(internal),
             no_local_external=len(external),
         )
+
+    def _log_problems(self, planned: Mapping[ServiceRef, DesiredService]) -> None:
+        """Log each warning and notice of a Service when it appears (or reappears after it was
+        gone), not on every full sync: the Events recorder dedupes the same way. Only the last
+        messages of Services that have some are kept."""
+        for ref in [ref for ref in self._said if ref not in self.programmed]:
+            del self._said[ref]  # the Service is gone: if it comes back, say it again
+        for ref, desired in planned.items():
+            said = (desired.warnings, desired.notices)
+            before = self._said.get(ref, ((), ()))
+            if before == said:
+                continue
+            for level, notes, old in (
+                (logging.WARNING, said[0], before[0]),
+                (logging.INFO, said[1], before[1]),
+            ):
+                for note in notes:
+                    if note not in old:
+                        log.log(level, "Service %s: %s", ref, note)
+            if said == ((), ()):
+                self._said.pop(ref, None)
+            else:
+                self._said[ref] = said
 
 
 def _early(

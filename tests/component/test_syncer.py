@@ -514,3 +514,35 @@ async def test_a_partial_sync_filters_then_programs_then_binds_a_new_vip(cluster
         "ipvs 4 operations",
         "bind 10.96.0.20 203.0.113.5",
     ]
+
+
+async def test_an_invalid_annotation_is_logged_when_it_appears_not_on_every_full_sync(
+    syncer: Syncer, cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    def logged() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "ipvsd.reconcile.syncer"]
+
+    bad = (("ipvsd.io/topology-mode", "bogus"),)
+    ref = cluster.add("web", "10.96.0.10", "10.244.1.5", annotations=bad)
+    first = await syncer.sync(full=True)
+    second = await syncer.sync(full=True)
+    assert first.warnings == second.warnings == {ref: first.warnings[ref]}  # still reported
+    assert logged() == [
+        "Service default/web: annotation ipvsd.io/topology-mode='bogus': not 'exclude' or "
+        "'weight'; using 'exclude'"
+    ]
+    caplog.clear()
+    worse = (("ipvsd.io/topology-mode", "worse"),)
+    cluster.services[ref] = replace(cluster.services[ref], annotations=worse)
+    await syncer.sync(full=False, services=[ref])
+    await syncer.sync(full=True)
+    assert logged() == [
+        "Service default/web: annotation ipvsd.io/topology-mode='worse': not 'exclude' or "
+        "'weight'; using 'exclude'"
+    ]
+    caplog.clear()
+    del cluster.services[ref]
+    await syncer.sync(full=True)
+    cluster.add("web", "10.96.0.10", "10.244.1.5", annotations=worse)
+    await syncer.sync(full=True)
+    assert len(logged()) == 1  # gone and back: said again
