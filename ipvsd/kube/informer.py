@@ -196,9 +196,10 @@ class Informer(Generic[V]):
         for key in previous.keys() - snapshot.keys():
             self._invalid.pop(key, None)
             self._release(index, key, version)
+        if not self._listed[index]:
+            log.info("%s listed: %d objects", self._watches[index].name, len(snapshot))
         self._listed[index] = True
         if all(self._listed) and not self.synced.is_set():
-            log.info("%s informer synced: %d objects", self.kind, len(self._items))
             self.synced.set()
 
     # --- objects moving between watches -------------------------------------------------------

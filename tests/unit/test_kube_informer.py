@@ -13,6 +13,7 @@ from ipvsd.kube.auth import load_credentials
 from ipvsd.kube.client import ApiClient
 from ipvsd.kube.convert import RawObject, Warn, endpoint_slice_from_dict, service_from_dict
 from ipvsd.kube.informer import Informer
+from ipvsd.kube.proxy_informers import ProxyInformers
 from ipvsd.kube.resources import SERVICES, proxy_selections
 from ipvsd.kube.watch import (
     Change,
@@ -89,6 +90,28 @@ def ports(subject: Informer[Service]) -> dict[str, int]:
 
 
 # --- sync ---------------------------------------------------------------------------------
+
+
+def node_object(name: str) -> RawObject:
+    return {"metadata": {"name": name, "resourceVersion": "3"}}
+
+
+def test_each_watch_says_once_what_it_listed_named_by_its_selection(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The own-Node and all-Nodes informers both list Nodes: each line names its watch, so
+    "1 object" and "3 objects" do not read as one informer contradicting itself."""
+    caplog.set_level(logging.INFO, logger="ipvsd.kube.informer")
+    client = ApiClient(credentials=load_credentials(master="http://127.0.0.1:1"))
+    informers = ProxyInformers(client=client, node_name="node-a", watch_all_nodes=True)
+    assert informers.nodes is not None
+    listed(informers.own_node, 0, 3, node_object("node-a"))
+    listed(informers.nodes, 0, 3, *(node_object(f"node-{n}") for n in "abc"))
+    listed(informers.nodes, 0, 4, *(node_object(f"node-{n}") for n in "abc"))  # a re-list
+    assert caplog.messages == [
+        "Node watch (fields metadata.name=node-a) listed: 1 objects",
+        "Node watch (everything) listed: 3 objects",
+    ]
 
 
 def test_synced_only_after_every_watch_has_listed() -> None:
