@@ -17,6 +17,7 @@ a migrated DaemonSet whose flags were silently dead shows it.
 from __future__ import annotations
 
 import argparse
+import difflib
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -62,7 +63,8 @@ class ParsedCommand:
     """What to do, with what configuration, and what to log once logging is set up.
 
     For `help` and `version`, `config` is `ProxyConfig()` (nothing was validated) and
-    `help_text` holds the text to print for `help`.
+    `help_text` holds the text to print for `help`; `version_raw` asks `version` for every
+    field (kube-proxy's `--version=raw`).
     """
 
     command: Command
@@ -71,6 +73,7 @@ class ParsedCommand:
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     help_text: str = ""
+    version_raw: bool = False
 
 
 def parse_args(
@@ -81,13 +84,18 @@ def parse_args(
 ) -> ParsedCommand:
     """Parse `argv` (without the program name); ConfigError (UsageError) names what is wrong."""
     root, explain = _parsers()
-    given = vars(root.parse_args(_go_style(argv)))
+    tokens = _go_style(argv)
+    _refuse_unknown_flags(tokens, [root, explain])
+    given = vars(root.parse_args(tokens))
     command: Command = "explain" if given.pop("command", None) == "explain" else "run"
     if given.pop("help", False):
         text = (explain if command == "explain" else root).format_help()
         return ParsedCommand("help", ProxyConfig(), help_text=text)
-    if parse_go_bool(str(given.pop("version", "false")), "--version"):
-        return ParsedCommand("version", ProxyConfig())
+    version = str(given.pop("version", "false"))
+    if version != "raw" and version not in GO_BOOL_SPELLINGS:
+        raise UsageError(f"--version: {version!r} is not true, false or raw")
+    if version == "raw" or parse_go_bool(version, "--version"):
+        return ParsedCommand("version", ProxyConfig(), version_raw=version == "raw")
     service, node = given.pop("service", None), given.pop("node", None)
 
     layers: list[Layer] = []
@@ -139,6 +147,35 @@ def _go_style(argv: Sequence[str]) -> list[str]:
     return out
 
 
+def _refuse_unknown_flags(
+    tokens: Sequence[str], parsers: Sequence[argparse.ArgumentParser]
+) -> None:
+    """Name an unknown flag, with the closest known one. argparse would let it through to the
+    positional arguments, where `--ipvs-schedular wrr` reads as an unknown command `wrr`.
+    `tokens` come from `_go_style`: booleans carry their value after `=`."""
+    known: dict[str, bool] = {}  # spelling -> takes a value
+    for parser in parsers:
+        for action in parser._actions:
+            for spelling in action.option_strings:
+                known[spelling] = action.nargs != 0
+    expect_value = False
+    for token in tokens:
+        if token == "--":
+            return
+        if expect_value or not token.startswith("-") or token == "-":
+            expect_value = False
+            continue
+        name, equals, _ = token.partition("=")
+        if name not in known and not token.startswith("--") and token[:2] in known:
+            name, equals = token[:2], "attached"  # -v5: a short flag with its value attached
+        if name in known:
+            expect_value = known[name] and not equals
+            continue
+        close = difflib.get_close_matches(name, [k for k in known if k.startswith("--")], n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise UsageError(f"unknown flag {name} ({hint}ipvsd --help lists every flag)")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
@@ -149,7 +186,11 @@ def _parsers() -> tuple[_Parser, _Parser]:
     flags = _Parser(add_help=False, allow_abbrev=False, argument_default=argparse.SUPPRESS)
     used = flags.add_argument_group("flags (kube-proxy's, then ipvsd's own)")
     used.add_argument("-h", "--help", action="store_true", help="Show this help")
-    used.add_argument("--version", metavar="BOOL", help="Print the version")
+    used.add_argument(
+        "--version",
+        metavar="BOOL|raw",
+        help="Print the version and exit; raw prints every field (as kube-proxy's)",
+    )
     used.add_argument("--config", metavar="FILE", help="A KubeProxyConfiguration (v1alpha1)")
     for flag in FLAGS:
         used.add_argument(
@@ -168,6 +209,10 @@ def _parsers() -> tuple[_Parser, _Parser]:
         ignored.add_argument(
             f"--{name}", dest=name, metavar="BOOL" if spec.boolean else "VALUE", help=spec.reason
         )
+    refused = flags.add_argument_group("kube-proxy flags refused (ipvsd stops with this reason)")
+    for name, reason in REFUSED_FLAGS.items():
+        metavar = "BOOL" if name == "init-only" else "FILE"
+        refused.add_argument(f"--{name}", dest=name, metavar=metavar, help=reason)
 
     root = _Parser(
         prog="ipvsd",

@@ -88,7 +88,14 @@ def _listener(default_port: int) -> Callable[[str, str], str]:
 
 _DURATION = "a Go duration: 30s, 1m30s, 500ms"
 FLAGS = (
-    Flag("kubeconfig", _optional_text, "Path to a kubeconfig file (default: in-cluster)", "FILE"),
+    Flag(
+        "kubeconfig",
+        _optional_text,
+        "Path to a kubeconfig file. Without it: --master alone is used unauthenticated; else, "
+        "in a pod, its service account; else the first file in $KUBECONFIG, else "
+        "~/.kube/config",
+        "FILE",
+    ),
     Flag("master", _optional_text, "The API server's URL (overrides the kubeconfig's)", "URL"),
     Flag(
         "hostname_override",

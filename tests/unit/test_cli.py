@@ -378,6 +378,38 @@ def test_version() -> None:
     assert parse("--version=false").command == "run"
 
 
+@pytest.mark.parametrize(
+    ("argv", "raw"),
+    [(["--version"], False), (["--version=true"], False), (["--version=raw"], True)],
+)
+def test_version_takes_kube_proxys_raw(argv: list[str], raw: bool) -> None:
+    parsed = parse(*argv)
+    assert (parsed.command, parsed.version_raw) == ("version", raw)
+
+
+def test_values_that_look_like_flags_are_not_taken_for_unknown_flags() -> None:
+    assert parse("-v5", "--v", "3", "-v", "4").config.verbosity == 4
+    with pytest.raises(ConfigError, match=r"^--ipvs-min-sync-period: '-1' is not a duration"):
+        parse("--ipvs-min-sync-period", "-1")
+
+
+def test_help_names_the_refused_flags_and_why() -> None:
+    text = parse("--help").help_text
+    _, _, refused = text.partition("kube-proxy flags refused")
+    for name, reason in REFUSED_FLAGS.items():
+        assert f"--{name} " in refused
+        assert " ".join(reason.split()[:4]) in " ".join(refused.split())
+
+
+def test_kubeconfig_help_states_the_fallback_order() -> None:
+    text = " ".join(parse("--help").help_text.split())
+    assert (
+        "--kubeconfig FILE Path to a kubeconfig file. Without it: --master alone is used "
+        "unauthenticated; else, in a pod, its service account; else the first file in "
+        "$KUBECONFIG, else ~/.kube/config"
+    ) in text
+
+
 # --- errors name the flag ------------------------------------------------------------------
 
 
@@ -409,7 +441,7 @@ def test_version() -> None:
         (["--proxy-name=-x-"], r"^--proxy-name: '-x-' is not a label value"),
         (["--node-port-range=32767-30000"], r"^--node-port-range: '32767-30000' is not a port"),
         (["--topology-source=zones"], r"^--topology-source: 'zones' is not one of hints"),
-        (["--version=raw"], r"^--version: 'raw' is not a boolean"),
+        (["--version=full"], r"^--version: 'full' is not true, false or raw"),
     ],
 )  # fmt: skip
 def test_errors_name_the_flag(argv: list[str], message: str) -> None:
@@ -420,8 +452,13 @@ def test_errors_name_the_flag(argv: list[str], message: str) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--ipvs-schedular=wrr"], r"unrecognized arguments: --ipvs-schedular=wrr"),
-        (["--ipvs-sched=wrr"], r"unrecognized arguments: --ipvs-sched=wrr"),  # no abbreviations
+        (["--ipvs-schedular=wrr"], r"^unknown flag --ipvs-schedular \(did you mean "
+                                   r"--ipvs-scheduler\? ipvsd --help lists every flag\)$"),
+        (["--ipvs-schedular", "wrr"], r"^unknown flag --ipvs-schedular \(did you mean "
+                                      r"--ipvs-scheduler\?"),
+        (["explain", "web", "--nod", "n"], r"^unknown flag --nod \(did you mean --node\?"),
+        (["--ipvs-sched=wrr"], r"^unknown flag --ipvs-sched \(did you mean"),  # no abbreviations
+        (["--zzzz"], r"^unknown flag --zzzz \(ipvsd --help lists every flag\)$"),
         (["--ipvs-sync-period"], r"argument --ipvs-sync-period: expected one argument"),
         (["run"], r"argument COMMAND: invalid choice: 'run'"),
         (["--help=true"], r"argument -h/--help: ignored explicit argument 'true'"),
