@@ -2,8 +2,14 @@
 
 Data flows one way: informers → change tracker → bounded-frequency runner → syncer → kernel
 adapters; health and metrics observe the runner. Nothing is programmed before Services,
-EndpointSlices and the own Node have listed once. `--dry-run` stops before the kernel: it
-prints the table this node would get in `ipvsadm -Sn` form, needing neither root nor IPVS.
+EndpointSlices and the own Node have listed once, and while the own Node does not exist (a
+wrong `--hostname-override`) the daemon says so and waits for it. (`--dry-run` is
+`ipvsd.explain`'s: it reads the API once and touches no kernel.)
+
+What can fail at start fails before the node is changed: the credentials are loaded, the
+health and metrics ports bound and IPVS opened before any sysctl is set. SIGTERM (and SIGINT)
+stop the daemon with exit code 0 and leave the kernel as programmed, so a restarting or
+upgraded pod takes over without a gap in service.
 """
 
 from __future__ import annotations
@@ -13,18 +19,18 @@ import contextlib
 import gc
 import logging
 import os
+import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 
 from ipvsd.config.settings import ProxyConfig
 from ipvsd.dataplane.addresses import DEVICE, Addresses, RtnlAddresses
 from ipvsd.dataplane.ipvs import Ipvs
 from ipvsd.dataplane.ipvs_netlink import NetlinkIpvs
-from ipvsd.dataplane.ipvsadm_format import ServiceRules, rules_lines
 from ipvsd.dataplane.nft import NftFirewall, check_support
 from ipvsd.dataplane.sysctl import Sysctl
-from ipvsd.kube.auth import load_credentials
+from ipvsd.kube.auth import Credentials, load_credentials
 from ipvsd.kube.client import ApiClient
 from ipvsd.kube.events import EventRecorder
 from ipvsd.kube.proxy_informers import ProxyInformers
@@ -32,7 +38,6 @@ from ipvsd.model.firewall import Firewall, FirewallConfig
 from ipvsd.model.ipvs import DeleteService, Family, Timeouts
 from ipvsd.model.node import Node
 from ipvsd.model.service import ServiceRef
-from ipvsd.plan.desired import desired_service
 from ipvsd.plan.ownership import Ownership
 from ipvsd.plan.sysctls import kernel_version, required_sysctls
 from ipvsd.reconcile.runner import BoundedFrequencyRunner
@@ -41,7 +46,6 @@ from ipvsd.reconcile.syncer import (
     Syncer,
     SyncReport,
     SyncSettings,
-    node_context,
     node_port_addresses,
 )
 from ipvsd.server.health import ProxyHealth
@@ -111,9 +115,10 @@ class _NodeEligibility:
 
 @contextlib.asynccontextmanager
 async def _informers(
-    config: ProxyConfig,
+    config: ProxyConfig, credentials: Credentials | None = None
 ) -> AsyncIterator[tuple[ProxyInformers, ChangeTracker, ApiClient]]:
-    credentials = load_credentials(kubeconfig=config.kubeconfig, master=config.master)
+    if credentials is None:
+        credentials = load_credentials(kubeconfig=config.kubeconfig, master=config.master)
     async with ApiClient(credentials=credentials) as client:
         informers = ProxyInformers(
             client=client,
@@ -162,40 +167,24 @@ def informed_syncer(
     )
 
 
-async def dry_run(config: ProxyConfig) -> str:
-    """The table this node would get, as sorted `ipvsadm -Sn` lines, from one informer sync."""
-    async with _informers(config) as (informers, tracker, _client):
-        task = asyncio.create_task(informers.run())
-        try:
-            await informers.synced.wait()
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        addresses = RtnlAddresses()
-        try:
-            host = await addresses.host_addresses()
-        finally:
-            await addresses.close()
-        node = node_context(host, sync_settings(config), _own_node(informers), _nodes(informers))
-        entries = [
-            ServiceRules(d.server, d.real_servers)
-            for service in informers.services.store.values()
-            for d in desired_service(
-                service, tracker.slices_of(service.ref).values(), node
-            ).virtual_servers
-        ]
-    entries.sort(key=lambda e: e.server.key.sort_key())
-    return "".join(f"{line}\n" for line in rules_lines(entries))
-
-
 def prepare_kernel(config: ProxyConfig) -> None:
-    """Modules, sysctls, and an nftables check that also loads its modules (best effort:
-    each failure is logged, none is fatal)."""
+    """Modules, then `configure_kernel` (best effort: each failure is logged, none is fatal)."""
+    load_modules()
+    configure_kernel(config)
+
+
+def load_modules() -> None:
+    """modprobe IPVS, its usual schedulers and conntrack (a failure is logged: the module may
+    be built in, and opening IPVS tells whether it is there)."""
     for module in ("ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack"):
         done = subprocess.run(["modprobe", module], capture_output=True, text=True, check=False)
         if done.returncode:
             log.warning("modprobe %s: %s", module, done.stderr.strip() or "failed")
+
+
+def configure_kernel(config: ProxyConfig) -> None:
+    """Sysctls, and an nftables check that also loads its modules: the first changes to the
+    node, made once everything that can stop the start has passed."""
     wanted = required_sysctls(
         kernel=kernel_version(os.uname().release), strict_arp=config.ipvs_strict_arp
     )
@@ -233,30 +222,63 @@ async def cleanup(config: ProxyConfig) -> int:
 
 
 async def run(config: ProxyConfig) -> int:
-    """Run the proxy until cancelled (or, with `once`, until the first full sync is done)."""
+    """Run the proxy until cancelled (or, with `once`, until the first full sync is done).
+
+    Raises `CredentialsError`, `ListenFailed` or `IpvsUnavailable` before anything on the
+    node has changed."""
     tune_collector()
-    if config.dry_run:
-        print(await dry_run(config), end="")
-        return 0
     if config.cleanup:
         return await cleanup(config)
-    prepare_kernel(config)
-    ipvs = await NetlinkIpvs.open()
-    if config.ipvs_timeouts != Timeouts():
-        await ipvs.set_timeouts(config.ipvs_timeouts)
-    addresses = RtnlAddresses()
+    credentials = load_credentials(kubeconfig=config.kubeconfig, master=config.master)
     health = ProxyHealth(sync_period=config.ipvs_sync_period)
     metrics = ProxyMetrics()
     servers = _servers(config, health, metrics)
-    service_health = ServiceHealthServers(proxy_healthy=health.is_healthy)
     try:
         for server in servers:
             await server.start()
-        async with _informers(config) as (informers, tracker, client):
+        load_modules()
+        ipvs = await NetlinkIpvs.open()
+        addresses = RtnlAddresses()
+        try:
+            configure_kernel(config)
+            if config.ipvs_timeouts != Timeouts():
+                await ipvs.set_timeouts(config.ipvs_timeouts)
+            return await serve(
+                config,
+                credentials=credentials,
+                ipvs=ipvs,
+                addresses=addresses,
+                firewall=NftFirewall(),
+                health=health,
+                metrics=metrics,
+            )
+        finally:
+            await addresses.close()
+            await ipvs.close()
+    finally:
+        for server in servers:
+            await server.stop()
+
+
+async def serve(
+    config: ProxyConfig,
+    *,
+    credentials: Credentials,
+    ipvs: Ipvs,
+    addresses: Addresses,
+    firewall: FirewallPort,
+    health: ProxyHealth,
+    metrics: ProxyMetrics,
+) -> int:
+    """Watch the API and keep the kernel in step over the given adapters (the real ones from
+    `run`; fakes in tests), until cancelled or, with `once`, after the first full sync."""
+    service_health = ServiceHealthServers(proxy_healthy=health.is_healthy)
+    try:
+        async with _informers(config, credentials) as (informers, tracker, client):
             informers.own_node.add_handler(_NodeEligibility(health))
             events = EventRecorder(client=client, node_name=config.node_name)
             syncer = informed_syncer(
-                config, informers, tracker, ipvs=ipvs, addresses=addresses, firewall=NftFirewall()
+                config, informers, tracker, ipvs=ipvs, addresses=addresses, firewall=firewall
             )
             metrics.read_topology_from(
                 lambda: (
@@ -289,6 +311,7 @@ async def run(config: ProxyConfig) -> int:
             async with asyncio.TaskGroup() as group:
                 watching = group.create_task(informers.run(), name="informers")
                 await informers.synced.wait()
+                await wait_for_own_node(informers)
                 log.info("informers synced; programming node %s", config.node_name)
                 if config.once:
                     await loop.sync(False)
@@ -298,10 +321,72 @@ async def run(config: ProxyConfig) -> int:
         return 0
     finally:
         await service_health.close()
-        for server in servers:
-            await server.stop()
-        await addresses.close()
-        await ipvs.close()
+
+
+class _Arrival:
+    """Sets an event when the own Node is added."""
+
+    def __init__(self, arrived: asyncio.Event) -> None:
+        self._arrived = arrived
+
+    def on_add(self, new: Node) -> None:
+        self._arrived.set()
+
+    def on_update(self, old: Node, new: Node) -> None:
+        self._arrived.set()
+
+    def on_delete(self, old: Node) -> None:
+        pass
+
+
+async def wait_for_own_node(informers: ProxyInformers) -> None:
+    """Return once the own Node exists; until then say, loudly, that it does not.
+
+    Without it the plan has no zone, no labels and no NodePort addresses from the Node: a
+    misspelt `--hostname-override` would program a table without topology, silently."""
+    if _own_node(informers) is not None:
+        return
+    arrived = asyncio.Event()
+    informers.own_node.add_handler(_Arrival(arrived))
+    log.warning(
+        "node %r not found in the API: nothing is programmed until it exists (set "
+        "--hostname-override or NODE_NAME to this node's name as `kubectl get nodes` shows it)",
+        informers.node_name,
+    )
+    await arrived.wait()
+    log.info("node %r found", informers.node_name)
+
+
+async def until_signalled(
+    main: Awaitable[int], signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT)
+) -> int:
+    """Run `main`; on one of `signals`, cancel it, log one line and return 0 (the kernel
+    state stays as programmed: the next ipvsd takes it over without a gap)."""
+    task = asyncio.ensure_future(main)
+    loop = asyncio.get_running_loop()
+    received: list[signal.Signals] = []
+
+    def stop(signum: signal.Signals) -> None:
+        received.append(signum)
+        task.cancel()
+
+    for signum in signals:
+        loop.add_signal_handler(signum, stop, signum)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if not received:
+            raise
+        log.info(
+            "%s: shutting down; IPVS, the addresses on %s and the nftables table stay as "
+            "programmed",
+            received[0].name,
+            DEVICE,
+        )
+        return 0
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
 
 
 def _servers(

@@ -1,48 +1,94 @@
-"""`ipvsd explain SERVICE [--node NODE]`: why traffic to a Service goes where it goes.
+"""`ipvsd explain SERVICE [--node NODE]` and `ipvsd --dry-run`: plans read from the API.
 
-It reads the Service, its EndpointSlices and the Nodes from the API (`kube.service_view`,
-with `--kubeconfig`; no root, no kernel), plans the Service for the node exactly as the daemon
-does (the same `desired_service`, the same flags: `--ipvs-scheduler`, `--topology-source`,
-`--nodeport-addresses`), and prints, per service port, the virtual servers and every endpoint
-kept or left out with its reason. NodePort addresses are the Node's primary addresses from its
-status (the daemon uses the host's interfaces, which an operator's laptop does not have).
+Both read from the API once (`kube.service_view`, with `--kubeconfig`; no root, no kernel),
+plan for the node exactly as the daemon does (the same `desired_service`, the same flags:
+`--ipvs-scheduler`, `--topology-source`, `--nodeport-addresses`) and change nothing. `explain`
+prints, per service port of one Service, the virtual servers and every endpoint kept or left
+out with its reason; `--dry-run` prints the whole table the node would get, in `ipvsadm -Sn`
+form, and the invalid annotations the daemon would report. NodePort addresses are the Node's
+primary addresses from its status, narrowed by `--nodeport-addresses` (the daemon uses the
+host's interfaces, which an operator's laptop does not have), so both show the table of the
+named node wherever they run. Both fail at once, with one message, where the daemon would
+retry: the API unreachable, a refused token, an unknown node.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
 
 from ipvsd.config.command_line import ExplainRequest
 from ipvsd.config.settings import ProxyConfig
+from ipvsd.dataplane.ipvsadm_format import ServiceRules, rules_lines
 from ipvsd.kube.auth import load_credentials
 from ipvsd.kube.client import ApiClient
-from ipvsd.kube.service_view import ServiceUnavailable, read_service_view
+from ipvsd.kube.service_view import (
+    ServiceUnavailable,
+    read_cluster_view,
+    read_service_view,
+)
 from ipvsd.model.ipvs import KNOWN_SCHEDULERS, Family
 from ipvsd.model.node import Node
 from ipvsd.model.service import Service, ServicePort, ServiceRef
 from ipvsd.plan.context import NodeContext
 from ipvsd.plan.desired import DesiredService, DesiredVirtualServer, desired_service
 
+T = TypeVar("T")
+
 
 class ExplainError(Exception):
     """Why there is nothing to explain (not found, API unreachable, not ipvsd's Service)."""
 
 
+@dataclass(frozen=True, slots=True)
+class NodeTable:
+    """`--dry-run`'s answer: the table in `ipvsadm -Sn` form and the Services' warnings."""
+
+    rules: str
+    warnings: tuple[str, ...]
+
+
+async def _read(config: ProxyConfig, read: Callable[[ApiClient], Awaitable[T]]) -> T:
+    """One read from the API; `ExplainError` when it fails (no retry: a person is waiting)."""
+    credentials = load_credentials(kubeconfig=config.kubeconfig, master=config.master)
+    try:
+        async with ApiClient(credentials=credentials, request_timeout=30.0) as client:
+            return await read(client)
+    except ServiceUnavailable as error:
+        raise ExplainError(str(error)) from error
+
+
+def _node(nodes: Mapping[str, Node], name: str, flag: str) -> Node:
+    node = nodes.get(name)
+    if node is None:
+        raise ExplainError(f"node {name!r} not found (give one with {flag} NODE)")
+    return node
+
+
 async def explain(config: ProxyConfig, request: ExplainRequest) -> str:
     """The explanation text; raises `ExplainError` with a message for the operator."""
     ref = ServiceRef(request.namespace, request.name)
-    try:
-        credentials = load_credentials(kubeconfig=config.kubeconfig, master=config.master)
-        async with ApiClient(credentials=credentials, request_timeout=30.0) as client:
-            view = await read_service_view(client, ref, config.proxy_name)
-    except ServiceUnavailable as error:
-        raise ExplainError(str(error)) from error
-    node = view.nodes.get(request.node)
-    if node is None:
-        raise ExplainError(f"node {request.node!r} not found (give one with --node NODE)")
+    view = await _read(config, lambda client: read_service_view(client, ref, config.proxy_name))
+    node = _node(view.nodes, request.node, "--node")
     context = explain_context(config, node, view.nodes)
     desired = desired_service(view.service, view.slices, context)
     return render(view.service, desired, context)
+
+
+async def node_table(config: ProxyConfig) -> NodeTable:
+    """The table `config.node_name` would get, as sorted `ipvsadm -Sn` lines (`--dry-run`)."""
+    view = await _read(config, lambda client: read_cluster_view(client, config.proxy_name))
+    node = _node(view.nodes, config.node_name, "--hostname-override")
+    context = explain_context(config, node, view.nodes)
+    entries: list[ServiceRules] = []
+    warnings: list[str] = []
+    for service in sorted(view.services, key=lambda s: s.ref):
+        desired = desired_service(service, view.slices.get(service.ref, ()), context)
+        entries += [ServiceRules(d.server, d.real_servers) for d in desired.virtual_servers]
+        warnings += [f"Service {service.ref}: {warning}" for warning in desired.warnings]
+    entries.sort(key=lambda e: e.server.key.sort_key())
+    return NodeTable("".join(f"{line}\n" for line in rules_lines(entries)), tuple(warnings))
 
 
 def explain_context(config: ProxyConfig, node: Node, nodes: Mapping[str, Node]) -> NodeContext:

@@ -42,6 +42,14 @@ class CredentialsError(Exception):
     """No usable API server address or credentials could be loaded."""
 
 
+class KubeconfigMissing(CredentialsError):
+    """The kubeconfig file given (or in $KUBECONFIG) does not exist or is not a file."""
+
+
+class NoApiServer(CredentialsError):
+    """Nothing says where the API server is: no kubeconfig, no --master, not in a pod."""
+
+
 @dataclass(frozen=True, slots=True)
 class Transport:
     """What each request needs besides the Authorization header (rebuilt on `reload`)."""
@@ -102,8 +110,13 @@ def load_credentials(
     - only `master`: that URL, unauthenticated (a local insecure port or a proxy);
     - neither: the in-cluster service account when running in a pod, else `$KUBECONFIG` or
       `~/.kube/config` for a developer's machine.
+
+    `KubeconfigMissing` for a kubeconfig path that is not a file (the loader would report it
+    as "Invalid kube-config file"), `NoApiServer` when none of the above applies.
     """
     if kubeconfig:
+        if not Path(kubeconfig).is_file():
+            raise KubeconfigMissing(f"kubeconfig {kubeconfig} not found")
         return Credentials(
             load=lambda: _from_kubeconfig(kubeconfig, context, master), source=kubeconfig
         )
@@ -111,12 +124,13 @@ def load_credentials(
         return Credentials(load=lambda: Configuration(host=master.rstrip("/")), source=master)
     if os.environ.get(incluster_config.SERVICE_HOST_ENV_NAME):
         return Credentials(load=_in_cluster, source="in-cluster service account")
-    default = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or str(
-        Path.home() / ".kube" / "config"
-    )
+    from_environment = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
+    default = from_environment or str(Path.home() / ".kube" / "config")
     if Path(default).is_file():
         return Credentials(load=lambda: _from_kubeconfig(default, context, None), source=default)
-    raise CredentialsError(
+    if from_environment:
+        raise KubeconfigMissing(f"kubeconfig {from_environment} (from $KUBECONFIG) not found")
+    raise NoApiServer(
         "no API server configured: not in a pod (KUBERNETES_SERVICE_HOST unset), "
         f"no --kubeconfig, no --master and no {default}"
     )

@@ -1,13 +1,15 @@
-"""One Service read once, without watching: itself, its EndpointSlices and every Node.
+"""Read once, without watching: one Service with its EndpointSlices, or the whole cluster.
 
-For `ipvsd explain`, which runs on an operator's machine and must not list the whole cluster's
-Services and slices. The raw API objects end here, converted by the daemon's own converters;
-a malformed slice or Node is skipped, as the informers skip it.
+For `ipvsd explain` (one Service: it runs on an operator's machine and must not list the whole
+cluster's Services and slices) and `--dry-run` (every Service this proxy handles). Both read
+each collection once and fail at the first error, with a message for the operator, where the
+daemon's informers would retry. The raw API objects end here, converted by the daemon's own
+converters; a malformed object is skipped, as the informers skip it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -38,22 +40,75 @@ class ServiceView:
     nodes: Mapping[str, Node]
 
 
-async def read_service_view(client: ApiClient, ref: ServiceRef, proxy_name: str) -> ServiceView:
-    """`ref` with its slices and all Nodes; `ServiceUnavailable` when that is not possible or
-    the Service is none of this proxy's business."""
+@dataclass(frozen=True, slots=True)
+class ClusterView:
+    """Every Service this proxy handles, their EndpointSlices, and every Node."""
+
+    services: tuple[Service, ...]
+    slices: Mapping[ServiceRef, tuple[EndpointSlice, ...]]
+    nodes: Mapping[str, Node]
+
+
+async def _answer(request: Awaitable[dict[str, Any]], missing: str = "") -> dict[str, Any]:
+    """The answer to one request; `ServiceUnavailable` worded for an operator (`missing` for a
+    404, when that means something)."""
     try:
-        raw = await client.get_json(f"{SERVICES.in_namespace(ref.namespace)}/{ref.name}", {})
-        slices = await client.get_json(
-            ENDPOINT_SLICES.in_namespace(ref.namespace),
-            {"labelSelector": f"{SERVICE_NAME_LABEL}={ref.name}"},
-        )
-        nodes = await client.get_json(NODES.path, {})
+        return await request
     except ApiError as error:
-        if error.code == 404:
-            raise ServiceUnavailable(f"Service {ref} not found") from error
+        if error.code == 404 and missing:
+            raise ServiceUnavailable(missing) from error
         raise ServiceUnavailable(f"the API server refused: {error}") from error
     except ApiUnreachable as error:
         raise ServiceUnavailable(f"the API server is unreachable: {error}") from error
+
+
+async def read_cluster_view(client: ApiClient, proxy_name: str) -> ClusterView:
+    """Every Service and EndpointSlice of this proxy (kube-proxy's selection and the objects
+    naming `proxy_name`, as the informers select them) and every Node, each listed once."""
+    services = await _answer(client.get_json(SERVICES.path, {}))
+    slices = await _answer(client.get_json(ENDPOINT_SLICES.path, {}))
+    nodes = await _answer(client.get_json(NODES.path, {}))
+    by_service: dict[ServiceRef, list[EndpointSlice]] = {}
+    for item in _converted(_handled(slices, proxy_name), endpoint_slice_from_dict):
+        if item is not None:
+            by_service.setdefault(item.service, []).append(item)
+    return ClusterView(
+        tuple(
+            s
+            for s in _converted(_handled(services, proxy_name), service_from_dict)
+            if s is not None
+        ),
+        {ref: tuple(items) for ref, items in by_service.items()},
+        {node.name: node for node in _converted(nodes, node_from_dict)},
+    )
+
+
+def _handled(listed: dict[str, Any], proxy_name: str) -> dict[str, Any]:
+    return {
+        "items": [
+            item
+            for item in listed.get("items") or ()
+            if isinstance(item, dict)
+            and not_handled_because((item.get("metadata") or {}).get("labels") or {}, proxy_name)
+            is None
+        ]
+    }
+
+
+async def read_service_view(client: ApiClient, ref: ServiceRef, proxy_name: str) -> ServiceView:
+    """`ref` with its slices and all Nodes; `ServiceUnavailable` when that is not possible or
+    the Service is none of this proxy's business."""
+    raw = await _answer(
+        client.get_json(f"{SERVICES.in_namespace(ref.namespace)}/{ref.name}", {}),
+        missing=f"Service {ref} not found",
+    )
+    slices = await _answer(
+        client.get_json(
+            ENDPOINT_SLICES.in_namespace(ref.namespace),
+            {"labelSelector": f"{SERVICE_NAME_LABEL}={ref.name}"},
+        )
+    )
+    nodes = await _answer(client.get_json(NODES.path, {}))
     why_not = not_handled_because((raw.get("metadata") or {}).get("labels") or {}, proxy_name)
     if why_not is not None:
         raise ServiceUnavailable(f"Service {ref}: {why_not}")

@@ -1,0 +1,115 @@
+"""The daemon's loop (`app.serve`) against the API emulator, over the fake kernel: it waits,
+loudly, for a Node that does not exist, and SIGTERM stops it with 0, the table left in place.
+
+The real daemon cannot run on the host tier's kernel (no IPVS; `test_operator_errors` checks
+that it says so), so these drive the same code the real entry point runs after the kernel
+checks: `until_signalled(serve(...))`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import pytest
+
+from ipvsd.app import serve, until_signalled
+from ipvsd.config.settings import ProxyConfig
+from ipvsd.dataplane.addresses import FakeAddresses
+from ipvsd.dataplane.ipvs_fake import FakeIpvs
+from ipvsd.kube.auth import load_credentials
+from ipvsd.model.firewall import Firewall, FirewallChanges
+from ipvsd.model.ipvs import parse_address
+from ipvsd.server.health import ProxyHealth
+from ipvsd.server.metrics import ProxyMetrics
+from ipvsd.testing.apiserver import ApiServer
+from tests.component.apiserver_support import endpoint, endpoint_slice, node, service
+from tests.component.informer_support import eventually
+
+ECHO = ["-A -t 10.96.0.10:80 -s rr", "-a -t 10.96.0.10:80 -r 10.244.1.5:8080 -m -w 1"]
+
+
+@dataclass
+class NullFirewall:
+    async def apply(self, firewall: Firewall) -> bool:
+        return True
+
+    async def update(self, changes: FirewallChanges) -> None:
+        return None
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[ApiServer]:
+    async with ApiServer() as running:
+        running.store.create(service("echo", clusterIP="10.96.0.10"))
+        running.store.create(
+            endpoint_slice("echo-1", "echo", [endpoint("10.244.1.5", node="node-a")])
+        )
+        yield running
+
+
+def daemon(api: ApiServer, kernel: FakeIpvs) -> asyncio.Task[int]:
+    config = ProxyConfig(node_name="node-a", kubeconfig=str(api.kubeconfig_path))
+    running = serve(
+        config,
+        credentials=load_credentials(kubeconfig=config.kubeconfig),
+        ipvs=kernel,
+        addresses=FakeAddresses(host=[(parse_address("192.168.1.10"), "eth0")]),
+        firewall=NullFirewall(),
+        health=ProxyHealth(sync_period=config.ipvs_sync_period),
+        metrics=ProxyMetrics(),
+    )
+    return asyncio.ensure_future(until_signalled(running))
+
+
+async def reached(condition: Callable[[], bool]) -> None:
+    await eventually(condition, within=60.0)  # generous: nothing here is a timing assertion
+
+
+def table(kernel: FakeIpvs) -> list[str]:
+    return [line for line in kernel.render().splitlines() if "10.96.0.10:" in line]
+
+
+async def test_a_missing_node_is_logged_and_waited_for(
+    api: ApiServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    kernel = FakeIpvs()
+    running = daemon(api, kernel)
+    try:
+        await reached(lambda: any("not found in the API" in r.message for r in caplog.records))
+        (warning,) = [r for r in caplog.records if "not found in the API" in r.message]
+        assert warning.levelno == logging.WARNING
+        assert warning.getMessage() == (
+            "node 'node-a' not found in the API: nothing is programmed until it exists (set "
+            "--hostname-override or NODE_NAME to this node's name as `kubectl get nodes` "
+            "shows it)"
+        )
+        assert kernel.render() == ""
+        api.store.create(node("node-a", zone="zone-a"))
+        await reached(lambda: table(kernel) == ECHO)
+    finally:
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+
+
+async def test_sigterm_stops_with_0_and_leaves_the_table(
+    api: ApiServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    api.store.create(node("node-a", zone="zone-a"))
+    kernel = FakeIpvs()
+    running = daemon(api, kernel)
+    await reached(lambda: table(kernel) == ECHO)
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert await running == 0
+    assert table(kernel) == ECHO
+    assert (
+        "SIGTERM: shutting down; IPVS, the addresses on kube-ipvs0 and the nftables table stay "
+        "as programmed"
+    ) in caplog.messages
