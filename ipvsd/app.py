@@ -28,6 +28,7 @@ from ipvsd.config.settings import ProxyConfig
 from ipvsd.dataplane.addresses import DEVICE, Addresses, RtnlAddresses
 from ipvsd.dataplane.ipvs import Ipvs
 from ipvsd.dataplane.ipvs_netlink import NetlinkIpvs
+from ipvsd.dataplane.kube_proxy_leftovers import NetfilterLeftovers
 from ipvsd.dataplane.nft import NftFirewall, check_support
 from ipvsd.dataplane.sysctl import Sysctl
 from ipvsd.kube.auth import Credentials, load_credentials
@@ -48,6 +49,7 @@ from ipvsd.reconcile.syncer import (
     SyncSettings,
     node_port_addresses,
 )
+from ipvsd.reconcile.takeover import KubeProxyLeftovers
 from ipvsd.server.health import ProxyHealth
 from ipvsd.server.health_server import health_server
 from ipvsd.server.http import AppServer, parse_bind_address
@@ -149,11 +151,13 @@ def informed_syncer(
     tracker: ChangeTracker,
     *,
     ipvs: Ipvs,
+    leftovers: KubeProxyLeftovers | None = None,
     addresses: Addresses,
     firewall: FirewallPort,
 ) -> Syncer:
     """The syncer reading the informers' stores, over the given adapters (the daemon's real
-    ones; the benchmark's timed or fake ones)."""
+    ones; the benchmark's timed or fake ones). With `leftovers`, kube-proxy's leftovers are
+    removed after full syncs until none is left (`reconcile.takeover`)."""
     return Syncer(
         ipvs=ipvs,
         addresses=addresses,
@@ -164,6 +168,7 @@ def informed_syncer(
         own_node=lambda: _own_node(informers),
         nodes=_nodes(informers),
         service_of=lambda ref: informers.services.store.get(f"{ref.namespace}/{ref.name}"),
+        after_full_sync=leftovers.remove if leftovers is not None else None,
     )
 
 
@@ -215,7 +220,8 @@ async def cleanup(config: ProxyConfig) -> int:
         log.info(
             "cleanup removed %d virtual servers, the nftables table and %s", len(owned), DEVICE
         )
-        return 0 if result.ok else 1
+        kube_proxy_gone = await KubeProxyLeftovers(NetfilterLeftovers()).remove()
+        return 0 if result.ok and kube_proxy_gone else 1
     finally:
         await addresses.close()
         await ipvs.close()
@@ -251,6 +257,7 @@ async def run(config: ProxyConfig) -> int:
                 firewall=NftFirewall(),
                 health=health,
                 metrics=metrics,
+                leftovers=KubeProxyLeftovers(NetfilterLeftovers()),
             )
         finally:
             await addresses.close()
@@ -269,16 +276,24 @@ async def serve(
     firewall: FirewallPort,
     health: ProxyHealth,
     metrics: ProxyMetrics,
+    leftovers: KubeProxyLeftovers | None = None,
 ) -> int:
     """Watch the API and keep the kernel in step over the given adapters (the real ones from
-    `run`; fakes in tests), until cancelled or, with `once`, after the first full sync."""
+    `run`; fakes in tests), until cancelled or, with `once`, after the first full sync.
+    `leftovers`: kube-proxy's, removed after full syncs (the takeover)."""
     service_health = ServiceHealthServers(proxy_healthy=health.is_healthy)
     try:
         async with _informers(config, credentials) as (informers, tracker, client):
             informers.own_node.add_handler(_NodeEligibility(health))
             events = EventRecorder(client=client, node_name=config.node_name)
             syncer = informed_syncer(
-                config, informers, tracker, ipvs=ipvs, addresses=addresses, firewall=firewall
+                config,
+                informers,
+                tracker,
+                ipvs=ipvs,
+                addresses=addresses,
+                firewall=firewall,
+                leftovers=leftovers,
             )
             metrics.read_topology_from(
                 lambda: (
