@@ -151,9 +151,9 @@ def informed_syncer(
     tracker: ChangeTracker,
     *,
     ipvs: Ipvs,
-    leftovers: KubeProxyLeftovers | None = None,
     addresses: Addresses,
     firewall: FirewallPort,
+    leftovers: KubeProxyLeftovers | None = None,
 ) -> Syncer:
     """The syncer reading the informers' stores, over the given adapters (the daemon's real
     ones; the benchmark's timed or fake ones). With `leftovers`, kube-proxy's leftovers are
