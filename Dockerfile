@@ -1,16 +1,40 @@
 # ipvsd: the image a DaemonSet runs on every node (host network, privileged for netlink).
-FROM python:3.11-slim-bookworm AS build
-WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY ipvsd ./ipvsd
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+#
+# hack/image.sh builds it with podman and no registry: when python:3.11-slim-bookworm is not in
+# local storage it passes a stand-in made from Debian's packages as BASE. Everything below works
+# on both: ipvsd lives in a venv under /opt, made by whichever python3 the base has
+# (/usr/local/bin on the python image, /usr/bin on Debian's).
+ARG BASE=python:3.11-slim-bookworm
 
-FROM python:3.11-slim-bookworm
+FROM ${BASE} AS build
+# A CA bundle for pip when the build goes through a TLS-inspecting proxy (hack/image.sh mounts
+# the host's and sets this when the host's pip uses one); unset, pip keeps its own bundle.
+ARG PIP_CERT
+RUN python3 -m venv /opt/ipvsd
+WORKDIR /src
+# The dependencies first, from pyproject.toml alone: a source change rebuilds only the last layer.
+COPY pyproject.toml ./
+RUN python3 -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"], sep="\n")' >requirements.txt \
+    && /opt/ipvsd/bin/pip install --no-cache-dir --disable-pip-version-check -r requirements.txt
+COPY README.md ./
+COPY ipvsd ./ipvsd
+# Only the runtime package: the API emulator and the test harnesses (ipvsd/testing) stay out.
+# pip and setuptools leave the venv too: nothing installs into it at run time.
+RUN rm -rf ipvsd/testing \
+    && /opt/ipvsd/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps . \
+    && /opt/ipvsd/bin/pip uninstall --yes --disable-pip-version-check pip setuptools
+
+FROM ${BASE}
 # ipvsadm for operators (`kubectl exec ... ipvsadm -Ln`), nftables for the SNAT/filter table,
-# kmod for modprobe, iproute2 for diagnosis. conntrack clears stale UDP flows.
+# kmod for modprobe, iproute2 for diagnosis, conntrack to clear stale UDP flows; iptables (both
+# the nft and the legacy backend, for IPv4 and IPv6) and ipset to see and remove what kube-proxy
+# left on the node. No package lists or downloaded packages stay in the layer.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ipvsadm nftables kmod iproute2 conntrack \
+    && apt-get install -y --no-install-recommends \
+        ipvsadm nftables iptables ipset kmod iproute2 conntrack \
+    && apt-get clean \
     && rm -rf /var/lib/apt/lists/*
-COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+# The venv alone crosses over: no wheel, no pip cache, no sources.
+COPY --from=build /opt/ipvsd /opt/ipvsd
+ENV PATH=/opt/ipvsd/bin:$PATH
 ENTRYPOINT ["ipvsd"]
