@@ -35,7 +35,7 @@ from ipvsd.kube.auth import Credentials, load_credentials
 from ipvsd.kube.client import ApiClient
 from ipvsd.kube.events import EventRecorder
 from ipvsd.kube.proxy_informers import ProxyInformers
-from ipvsd.model.firewall import Firewall, FirewallConfig
+from ipvsd.model.firewall import Firewall
 from ipvsd.model.ipvs import DeleteService, Family, Timeouts
 from ipvsd.model.node import Node
 from ipvsd.model.service import ServiceRef
@@ -92,9 +92,7 @@ def sync_settings(config: ProxyConfig) -> SyncSettings:
         node_ports=config.nodeport_addresses,
         node_port_range=config.node_port_range,
         exclude_cidrs=config.ipvs_exclude_cidrs,
-        firewall=FirewallConfig(
-            cluster_cidrs=config.cluster_cidrs, masquerade_all=config.masquerade_all
-        ),
+        firewall=config.firewall_config,
         topology_source=config.topology_source,
     )
 

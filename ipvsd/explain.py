@@ -20,7 +20,7 @@ from typing import TypeVar
 
 from ipvsd.config.command_line import ExplainRequest
 from ipvsd.config.settings import ProxyConfig
-from ipvsd.dataplane.ipvsadm_format import ServiceRules, rules_lines
+from ipvsd.dataplane.ipvsadm_format import ServiceRules, rules_lines, scheduler_flag_names
 from ipvsd.kube.auth import load_credentials
 from ipvsd.kube.client import ApiClient
 from ipvsd.kube.service_view import (
@@ -28,13 +28,16 @@ from ipvsd.kube.service_view import (
     read_cluster_view,
     read_service_view,
 )
-from ipvsd.model.ipvs import KNOWN_SCHEDULERS, Family
+from ipvsd.model.firewall import FirewallConfig
+from ipvsd.model.ipvs import KNOWN_SCHEDULERS, Family, ServiceFlag
 from ipvsd.model.node import Node
 from ipvsd.model.service import Service, ServicePort, ServiceRef
 from ipvsd.plan.context import NodeContext
 from ipvsd.plan.desired import DesiredService, DesiredVirtualServer, desired_service
+from ipvsd.plan.firewall import masquerade_decision
 
 T = TypeVar("T")
+PERSISTENT = ServiceFlag.PERSISTENT
 
 
 class ExplainError(Exception):
@@ -73,7 +76,7 @@ async def explain(config: ProxyConfig, request: ExplainRequest) -> str:
     node = _node(view.nodes, request.node, "--node")
     context = explain_context(config, node, view.nodes)
     desired = desired_service(view.service, view.slices, context)
-    return render(view.service, desired, context)
+    return render(view.service, desired, context, config.firewall_config)
 
 
 async def node_table(config: ProxyConfig) -> NodeTable:
@@ -108,16 +111,22 @@ def explain_context(config: ProxyConfig, node: Node, nodes: Mapping[str, Node]) 
     )
 
 
-def render(service: Service, desired: DesiredService, node: NodeContext) -> str:
+def render(
+    service: Service,
+    desired: DesiredService,
+    node: NodeContext,
+    firewall: FirewallConfig | None = None,
+) -> str:
     """The explanation of one planned Service, as plain text."""
+    firewall = firewall if firewall is not None else FirewallConfig()
     zone = f" (zone {node.zone})" if node.zone else " (no zone label)"
     lines = [f"Service {service.ref} on node {node.name}{zone}"]
-    schedulers = sorted({d.server.scheduler for d in desired.virtual_servers})
     distribution = service.traffic_distribution or "(none)"
     lines.append(
-        f"  scheduler: {', '.join(schedulers) or '-'}; trafficDistribution: {distribution}; "
+        f"  scheduler: {_schedulers(desired)}; trafficDistribution: {distribution}; "
         f"topology source: {node.topology_source}"
     )
+    lines += _service_lines(service, desired)
     lines += [f"  note: {note}" for note in desired.notices]
     lines += [f"  warning: {warning}" for warning in desired.warnings]
     if not desired.virtual_servers:
@@ -131,11 +140,56 @@ def render(service: Service, desired: DesiredService, node: NodeContext) -> str:
             continue
         name = f" {port.name}" if port.name else ""
         lines.append(f"port{name} {port.port}/{port.protocol.name}")
-        lines += _port_lines(servers, node)
+        lines += _port_lines(service, servers, node, firewall)
     return "\n".join(lines) + "\n"
 
 
-def _port_lines(servers: list[DesiredVirtualServer], node: NodeContext) -> list[str]:
+def _schedulers(desired: DesiredService) -> str:
+    """Each scheduler with its flags as ipvsadm names them (`mh (mh-fallback, mh-port)`)."""
+    named = set()
+    for d in desired.virtual_servers:
+        flags = scheduler_flag_names(d.server.scheduler, d.server.flags)
+        named.add(f"{d.server.scheduler} ({', '.join(flags)})" if flags else d.server.scheduler)
+    return ", ".join(sorted(named)) or "-"
+
+
+def _service_lines(service: Service, desired: DesiredService) -> list[str]:
+    """Persistence, source ranges and the health check: what the virtual servers' lines do
+    not show."""
+    persistent = sorted(
+        {d.server.timeout for d in desired.virtual_servers if d.server.flags & PERSISTENT}
+    )
+    if persistent:
+        seconds = ", ".join(str(t) for t in persistent)
+        lines = [
+            f"  session affinity: ClientIP, timeout {seconds} s (persistent virtual servers: "
+            "a client keeps its real server while it returns within the timeout)"
+        ]
+    else:
+        lines = ["  session affinity: None"]
+    if service.load_balancer_source_ranges:
+        ranges = ", ".join(str(network) for network in service.load_balancer_source_ranges)
+        lines.append(
+            f"  loadBalancerSourceRanges: {ranges} (only these sources reach the load-balancer "
+            "IPs; others are dropped)"
+        )
+    if service.health_check_node_port:
+        count = desired.local_ready_endpoints()
+        answer = (
+            f"200 ({count} local ready endpoint{'s' if count != 1 else ''}) while ipvsd is healthy"
+            if count
+            else "503 (no local ready endpoint: load balancers send this node no traffic)"
+        )
+        lines.append(f"  healthCheckNodePort {service.health_check_node_port}: answers {answer}")
+    return lines
+
+
+def _port_lines(
+    service: Service,
+    servers: list[DesiredVirtualServer],
+    node: NodeContext,
+    firewall: FirewallConfig,
+) -> list[str]:
     groups: dict[int, list[DesiredVirtualServer]] = {}
     for server in servers:
         groups.setdefault(id(server.selection), []).append(server)
@@ -143,6 +197,7 @@ def _port_lines(servers: list[DesiredVirtualServer], node: NodeContext) -> list[
     for group in groups.values():
         vips = ", ".join(f"{d.server.key} ({d.kind.value})" for d in group)
         lines.append(f"  virtual servers: {vips}")
+        lines += [f"    {d.server.key}: {masquerade_decision(service, d, firewall)}" for d in group]
         selection = group[0].selection
         if selection is None:  # every planned virtual server has one
             continue

@@ -26,6 +26,7 @@ from ipvsd.config.values import (
     TopologySource,
     format_go_duration,
 )
+from ipvsd.model.firewall import FirewallConfig
 from ipvsd.model.ipvs import KNOWN_SCHEDULERS, Timeouts
 from ipvsd.model.service import IPNetwork
 
@@ -147,6 +148,12 @@ class ProxyConfig:
             tcp_fin=int(self.ipvs_tcpfin_timeout),
             udp=int(self.ipvs_udp_timeout),
         )
+
+    @property
+    def firewall_config(self) -> FirewallConfig:
+        """What the nftables rules depend on besides the Services: who is a pod, and
+        --masquerade-all."""
+        return FirewallConfig(cluster_cidrs=self.cluster_cidrs, masquerade_all=self.masquerade_all)
 
 
 _FIELDS = {f.name: f for f in fields(ProxyConfig)}

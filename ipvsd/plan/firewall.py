@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ipvsd.model.firewall import Firewall, FirewallConfig, VipPort
-from ipvsd.model.ipvs import IPAddress, RealServer
+from ipvsd.model.ipvs import Family, IPAddress, RealServer
 from ipvsd.model.service import IPNetwork, Service, TrafficPolicy
 from ipvsd.plan.desired import DesiredService, DesiredVirtualServer, VipKind
 from ipvsd.plan.topology_annotations import Proximity
@@ -83,6 +83,24 @@ def firewall_for(
         lb_allowed=frozenset(lb_allowed),
         health_check_ports=frozenset(health),
     )
+
+
+def masquerade_decision(
+    service: Service, entry: DesiredVirtualServer, config: FirewallConfig
+) -> str:
+    """Whether traffic to `entry` is masqueraded (source-NATed to this node), and why: the
+    rules `firewall_for`'s sets feed, in words (`ipvsd explain`)."""
+    if entry.kind is VipKind.CLUSTER_IP:
+        if config.masquerade_all:
+            return "masqueraded (--masquerade-all)"
+        family = entry.server.key.family
+        pods = [str(n) for n in config.cluster_cidrs if Family.of(n.network_address) is family]
+        if pods:
+            return f"masqueraded unless the source is a pod ({', '.join(pods)})"
+        return "not masqueraded (no --cluster-cidr of this family tells pods from other sources)"
+    if service.external_traffic_policy is TrafficPolicy.CLUSTER:
+        return "masqueraded (externalTrafficPolicy Cluster: replies must come back through here)"
+    return "not masqueraded: clients keep their address (externalTrafficPolicy Local)"
 
 
 def _local(entry: DesiredVirtualServer) -> Iterable[RealServer]:

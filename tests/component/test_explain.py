@@ -67,10 +67,13 @@ async def test_weight_mode_explained_endpoint_by_endpoint(server: ApiServer) -> 
     assert out.splitlines() == [
         "Service default/echo on node node-a (zone zone-a)",
         "  scheduler: wrr; trafficDistribution: (none); topology source: hints",
+        "  session affinity: None",
         "  note: ipvsd.io/topology-mode: weight needs a weighted scheduler; "
         "using 'wrr' instead of 'rr'",
         "port 80/TCP",
         "  virtual servers: TCP 10.96.0.10:80 (ClusterIP)",
+        "    TCP 10.96.0.10:80: not masqueraded (no --cluster-cidr of this family tells pods "
+        "from other sources)",
         "  real servers: weights node=3,zone=2,other=1 (ipvsd.io/topology-mode: weight)",
         "    + 10.244.1.5:8080              weight 3   ready, on this node (node weight 3)",
         "    + 10.244.2.7:8080              weight 2   ready, in this node's zone zone-a "
@@ -142,3 +145,46 @@ async def test_what_cannot_be_explained_says_so(
     code, out, err = await ipvsd(server, *argv)
     assert (code, out) == (1, "")
     assert message in err
+
+
+async def test_what_an_operator_debugs_most_is_shown(server: ApiServer) -> None:
+    """Persistence, scheduler flags, source ranges, the health check's current answer and the
+    masquerade decision per virtual server."""
+    document = echo(
+        {"ipvsd.io/scheduler": "mh", "ipvsd.io/scheduler-flags": "mh-fallback,mh-port"},
+        type="LoadBalancer",
+        ports=[{"port": 80, "targetPort": 8080, "nodePort": 30080}],
+        sessionAffinity="ClientIP",
+        sessionAffinityConfig={"clientIP": {"timeoutSeconds": 600}},
+        loadBalancerSourceRanges=["198.51.100.0/24"],
+        externalTrafficPolicy="Local",
+        healthCheckNodePort=32000,
+    )
+    server.store.create(document)
+    ingress = {"status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}}}
+    server.store.patch("services", "echo", ingress, status=True)
+    code, out, err = await ipvsd(
+        server, "explain", "echo", "--node", "node-a", "--cluster-cidr", "10.244.0.0/16"
+    )
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[1].startswith("  scheduler: mh (mh-fallback, mh-port); ")
+    assert lines[2:5] == [
+        "  session affinity: ClientIP, timeout 600 s (persistent virtual servers: a client "
+        "keeps its real server while it returns within the timeout)",
+        "  loadBalancerSourceRanges: 198.51.100.0/24 (only these sources reach the "
+        "load-balancer IPs; others are dropped)",
+        "  healthCheckNodePort 32000: answers 200 (1 local ready endpoint) while ipvsd is healthy",
+    ]
+    assert "    TCP 10.96.0.10:80: masqueraded unless the source is a pod (10.244.0.0/16)" in lines
+    assert (
+        "    TCP 203.0.113.7:80: not masqueraded: clients keep their address "
+        "(externalTrafficPolicy Local)"
+    ) in lines
+
+    code, out, _ = await ipvsd(server, "explain", "echo", "--node", "node-d")
+    assert code == 0
+    assert (
+        "  healthCheckNodePort 32000: answers 503 (no local ready endpoint: load balancers "
+        "send this node no traffic)"
+    ) in out.splitlines()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from ipaddress import ip_network
 
+import pytest
+
 from ipvsd.model.endpoint import Endpoint, EndpointPort, EndpointSlice
 from ipvsd.model.firewall import Firewall, FirewallConfig
 from ipvsd.model.ipvs import Family, Protocol, parse_address
@@ -16,7 +18,7 @@ from ipvsd.model.service import (
     TrafficPolicy,
 )
 from ipvsd.plan.desired import NodeContext, desired_service
-from ipvsd.plan.firewall import firewall_for
+from ipvsd.plan.firewall import firewall_for, masquerade_decision
 
 REF = ServiceRef("default", "web")
 NODE = NodeContext("node-a", node_port_addresses=(parse_address("192.168.1.10"),))
@@ -89,3 +91,49 @@ def test_no_source_ranges_no_restriction() -> None:
     got = firewall(BASE)
     assert got.lb_restricted == frozenset()
     assert got.lb_allowed == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("policy", "config", "decisions"),
+    [
+        (TrafficPolicy.CLUSTER, FirewallConfig(), {
+            "ClusterIP": "not masqueraded (no --cluster-cidr of this family tells pods from "
+                         "other sources)",
+            "NodePort": "masqueraded (externalTrafficPolicy Cluster: replies must come back "
+                        "through here)",
+        }),
+        (TrafficPolicy.LOCAL, FirewallConfig(cluster_cidrs=(ip_network("10.244.0.0/16"),)), {
+            "ClusterIP": "masqueraded unless the source is a pod (10.244.0.0/16)",
+            "LoadBalancer": "not masqueraded: clients keep their address "
+                            "(externalTrafficPolicy Local)",
+        }),
+        (TrafficPolicy.LOCAL, FirewallConfig(cluster_cidrs=(ip_network("fd00::/56"),)), {
+            "ClusterIP": "not masqueraded (no --cluster-cidr of this family tells pods from "
+                         "other sources)",
+        }),
+        (TrafficPolicy.LOCAL, FirewallConfig(masquerade_all=True), {
+            "ClusterIP": "masqueraded (--masquerade-all)",
+            "ExternalIP": "not masqueraded: clients keep their address "
+                          "(externalTrafficPolicy Local)",
+        }),
+    ],
+)  # fmt: skip
+def test_the_masquerade_decision_in_words_follows_the_sets(
+    policy: TrafficPolicy, config: FirewallConfig, decisions: dict[str, str]
+) -> None:
+    service = replace(BASE, external_traffic_policy=policy)
+    desired = desired_service(service, SLICES, NODE)
+    said = {d.kind.value: masquerade_decision(service, d, config) for d in desired.virtual_servers}
+    assert {kind: said[kind] for kind in decisions} == decisions
+    sets = firewall_for([(service, desired)], config)
+    for entry in desired.virtual_servers:
+        key = entry.server.key
+        assert key.address is not None
+        element = (key.address, int(key.protocol), key.port)
+        in_sets = (
+            element in sets.masquerade_ports
+            or (int(key.protocol), key.port) in sets.node_ports
+            or (element in sets.cluster_ip_ports and (config.masquerade_all or any(
+                n.version == key.address.version for n in config.cluster_cidrs)))
+        )  # fmt: skip
+        assert in_sets == said[entry.kind.value].startswith("masqueraded"), entry.kind
