@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import uvloop
 
 from ipvsd import __version__
-from ipvsd.app import run, until_signalled
+from ipvsd.app import IpvsModuleMissing, run, until_signalled
 from ipvsd.config.command_line import parse_args
 from ipvsd.config.settings import ConfigError, ProxyConfig
 from ipvsd.dataplane.errors import IpvsUnavailable
@@ -50,9 +50,10 @@ def _failure(error: BaseException) -> tuple[int, str] | None:
     if isinstance(error, CredentialsError):
         return KUBECONFIG, f"{error} (check --kubeconfig, or $KUBECONFIG, and the file's content)"
     if isinstance(error, IpvsUnavailable):
+        said = f"; {error.what}" if isinstance(error, IpvsModuleMissing) else ""
         return NO_IPVS, (
-            "the kernel has no IPVS (load it with `modprobe ip_vs` on the node, or use a kernel "
-            "built with CONFIG_IP_VS)"
+            f"the kernel has no IPVS{said} (load it with `modprobe ip_vs` on the node, or use a "
+            "kernel built with CONFIG_IP_VS)"
         )
     if isinstance(error, ListenFailed):
         return PORT_IN_USE, (

@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 
 from ipvsd.config.settings import ProxyConfig
 from ipvsd.dataplane.addresses import DEVICE, Addresses, RtnlAddresses
+from ipvsd.dataplane.errors import IpvsUnavailable
 from ipvsd.dataplane.ipvs import Ipvs
 from ipvsd.dataplane.ipvs_netlink import NetlinkIpvs
 from ipvsd.dataplane.kube_proxy_leftovers import NetfilterLeftovers
@@ -172,17 +173,48 @@ def informed_syncer(
 
 def prepare_kernel(config: ProxyConfig) -> None:
     """Modules, then `configure_kernel` (best effort: each failure is logged, none is fatal)."""
-    load_modules()
+    _log_module_failures(load_modules())
     configure_kernel(config)
 
 
-def load_modules() -> None:
-    """modprobe IPVS, its usual schedulers and conntrack (a failure is logged: the module may
-    be built in, and opening IPVS tells whether it is there)."""
+def load_modules() -> dict[str, str]:
+    """modprobe IPVS, its usual schedulers and conntrack; returns what modprobe said of each
+    module it could not load (the module may be built in: opening IPVS tells)."""
+    failed = {}
     for module in ("ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack"):
-        done = subprocess.run(["modprobe", module], capture_output=True, text=True, check=False)
+        try:
+            done = subprocess.run(
+                ["modprobe", module], capture_output=True, text=True, check=False
+            )
+        except OSError as error:  # no modprobe on this host
+            failed[module] = f"modprobe: {error.strerror}"
+            continue
         if done.returncode:
-            log.warning("modprobe %s: %s", module, done.stderr.strip() or "failed")
+            failed[module] = done.stderr.strip() or "modprobe failed"
+    return failed
+
+
+def _log_module_failures(failed: Mapping[str, str]) -> None:
+    for module, complaint in failed.items():
+        log.warning("modprobe %s: %s", module, complaint)
+
+
+class IpvsModuleMissing(IpvsUnavailable):
+    """No IPVS, and `modprobe ip_vs` said why (`what` is what it said)."""
+
+
+async def open_ipvs() -> NetlinkIpvs:
+    """IPVS after modprobe. Without IPVS, `IpvsModuleMissing` carries modprobe's complaint;
+    with it, the modules that failed are logged (a scheduler may be missing)."""
+    failed = load_modules()
+    try:
+        ipvs = await NetlinkIpvs.open()
+    except IpvsUnavailable as error:
+        if "ip_vs" not in failed:
+            raise
+        raise IpvsModuleMissing(error.errno, failed["ip_vs"]) from error
+    _log_module_failures(failed)
+    return ipvs
 
 
 def configure_kernel(config: ProxyConfig) -> None:
@@ -240,8 +272,7 @@ async def run(config: ProxyConfig) -> int:
     try:
         for server in servers:
             await server.start()
-        load_modules()
-        ipvs = await NetlinkIpvs.open()
+        ipvs = await open_ipvs()
         addresses = RtnlAddresses()
         try:
             configure_kernel(config)
