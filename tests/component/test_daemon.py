@@ -3,7 +3,8 @@ loudly, for a Node that does not exist, and SIGTERM stops it with 0, the table l
 
 The real daemon cannot run on the host tier's kernel (no IPVS; `test_operator_errors` checks
 that it says so), so these drive the same code the real entry point runs after the kernel
-checks: `until_signalled(serve(...))`.
+checks: `until_signalled(serve(...))`; the last one runs the real entry point,
+`ipvsd.__main__.main`, in a process of its own with `app.run` swapped for that loop.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -113,3 +115,67 @@ async def test_sigterm_stops_with_0_and_leaves_the_table(
         "SIGTERM: shutting down; IPVS, the addresses on kube-ipvs0 and the nftables table stay "
         "as programmed"
     ) in caplog.messages
+
+
+OVER_FAKES = """
+import sys
+
+import ipvsd.__main__ as entry
+from ipvsd.app import serve
+from ipvsd.dataplane.addresses import FakeAddresses
+from ipvsd.dataplane.ipvs_fake import FakeIpvs
+from ipvsd.kube.auth import load_credentials
+from ipvsd.server.health import ProxyHealth
+from ipvsd.server.metrics import ProxyMetrics
+
+
+class NullFirewall:
+    async def apply(self, firewall):
+        return True
+
+    async def update(self, changes):
+        return None
+
+
+async def run_over_fakes(config):
+    return await serve(
+        config,
+        credentials=load_credentials(kubeconfig=config.kubeconfig),
+        ipvs=FakeIpvs(),
+        addresses=FakeAddresses(),
+        firewall=NullFirewall(),
+        health=ProxyHealth(sync_period=config.ipvs_sync_period),
+        metrics=ProxyMetrics(),
+    )
+
+
+entry.run = run_over_fakes
+sys.exit(entry.main())
+"""
+
+
+async def test_sigterm_ends_the_real_entry_point_with_0(api: ApiServer) -> None:
+    api.store.create(node("node-a", zone="zone-a"))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        OVER_FAKES,
+        "--kubeconfig",
+        str(api.kubeconfig_path),
+        "--hostname-override",
+        "node-a",
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    said = []
+    while not any("informers synced; programming node node-a" in line for line in said):
+        line = (await process.stderr.readline()).decode()
+        assert line, f"ended before it programmed: {said}"
+        said.append(line)
+    process.send_signal(signal.SIGTERM)
+    rest = (await process.stderr.read()).decode()
+    assert await process.wait() == 0
+    assert (
+        "SIGTERM: shutting down; IPVS, the addresses on kube-ipvs0 and the nftables table " in rest
+    )
+    assert "Traceback" not in rest
