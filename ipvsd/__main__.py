@@ -132,11 +132,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _dry_run(config: ProxyConfig) -> int:
-    """Print the table the node would get; the invalid annotations the daemon would report go
-    to stderr, one line each."""
+    """Print the table the node would get; the invalid annotations (and notes) the daemon
+    would report go to stderr, one line each."""
     table = await node_table(config)
-    for warning in table.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+    for message in table.messages:
+        print(message, file=sys.stderr)
     print(table.rules, end="")
     return 0
 

@@ -46,10 +46,11 @@ class ExplainError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class NodeTable:
-    """`--dry-run`'s answer: the table in `ipvsadm -Sn` form and the Services' warnings."""
+    """`--dry-run`'s answer: the table in `ipvsadm -Sn` form, and what the daemon would log
+    of the Services: their warnings (invalid annotations) and notes (a scheduler swapped)."""
 
     rules: str
-    warnings: tuple[str, ...]
+    messages: tuple[str, ...]
 
 
 async def _read(config: ProxyConfig, read: Callable[[ApiClient], Awaitable[T]]) -> T:
@@ -85,13 +86,14 @@ async def node_table(config: ProxyConfig) -> NodeTable:
     node = _node(view.nodes, config.node_name, "--hostname-override")
     context = explain_context(config, node, view.nodes)
     entries: list[ServiceRules] = []
-    warnings: list[str] = []
+    messages: list[str] = []
     for service in sorted(view.services, key=lambda s: s.ref):
         desired = desired_service(service, view.slices.get(service.ref, ()), context)
         entries += [ServiceRules(d.server, d.real_servers) for d in desired.virtual_servers]
-        warnings += [f"Service {service.ref}: {warning}" for warning in desired.warnings]
+        messages += [f"warning: Service {service.ref}: {text}" for text in desired.warnings]
+        messages += [f"note: Service {service.ref}: {text}" for text in desired.notices]
     entries.sort(key=lambda e: e.server.key.sort_key())
-    return NodeTable("".join(f"{line}\n" for line in rules_lines(entries)), tuple(warnings))
+    return NodeTable("".join(f"{line}\n" for line in rules_lines(entries)), tuple(messages))
 
 
 def explain_context(config: ProxyConfig, node: Node, nodes: Mapping[str, Node]) -> NodeContext:

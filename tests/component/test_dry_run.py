@@ -141,3 +141,14 @@ async def test_a_refused_token_fails_at_once(server: ApiServer, tmp_path: Path) 
     assert (code, out) == (1, "")
     assert err.splitlines()[-1].startswith("ipvsd: the API server refused: 401 Unauthorized")
     assert "Traceback" not in err
+
+
+async def test_notes_are_printed_on_stderr_too(server: ApiServer) -> None:
+    server.store.create(echo(annotations={"ipvsd.io/topology-mode": "weight"}))
+    code, out, err = await dry_run(server, "--hostname-override", "node-a")
+    assert code == 0
+    assert f"-A -t {NODE_IP}:30080 -s wrr" in out.splitlines()
+    assert err.splitlines() == [
+        "note: Service default/echo: ipvsd.io/topology-mode: weight needs a weighted "
+        "scheduler; using 'wrr' instead of 'rr'"
+    ]
