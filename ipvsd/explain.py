@@ -35,6 +35,7 @@ from ipvsd.model.service import Service, ServicePort, ServiceRef
 from ipvsd.plan.context import NodeContext
 from ipvsd.plan.desired import DesiredService, DesiredVirtualServer, desired_service
 from ipvsd.plan.firewall import masquerade_decision
+from ipvsd.reconcile.claims import Claims
 
 T = TypeVar("T")
 PERSISTENT = ServiceFlag.PERSISTENT
@@ -85,13 +86,15 @@ async def node_table(config: ProxyConfig) -> NodeTable:
     view = await _read(config, lambda client: read_cluster_view(client, config.proxy_name))
     node = _node(view.nodes, config.node_name, "--hostname-override")
     context = explain_context(config, node, view.nodes)
+    planned = Claims().resolve_all(  # two Services on one virtual server: as the daemon
+        {s.ref: desired_service(s, view.slices.get(s.ref, ()), context) for s in view.services}
+    )
     entries: list[ServiceRules] = []
     messages: list[str] = []
-    for service in sorted(view.services, key=lambda s: s.ref):
-        desired = desired_service(service, view.slices.get(service.ref, ()), context)
+    for ref, desired in sorted(planned.items()):
         entries += [ServiceRules(d.server, d.real_servers) for d in desired.virtual_servers]
-        messages += [f"warning: Service {service.ref}: {text}" for text in desired.warnings]
-        messages += [f"note: Service {service.ref}: {text}" for text in desired.notices]
+        messages += [f"warning: Service {ref}: {text}" for text in desired.warnings]
+        messages += [f"note: Service {ref}: {text}" for text in desired.notices]
     entries.sort(key=lambda e: e.server.key.sort_key())
     return NodeTable("".join(f"{line}\n" for line in rules_lines(entries)), tuple(messages))
 

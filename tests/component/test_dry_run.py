@@ -152,3 +152,18 @@ async def test_notes_are_printed_on_stderr_too(server: ApiServer) -> None:
         "note: Service default/echo: ipvsd.io/topology-mode: weight needs a weighted "
         "scheduler; using 'wrr' instead of 'rr'"
     ]
+
+
+async def test_two_services_on_one_virtual_server_print_it_once(server: ApiServer) -> None:
+    """As the daemon settles it (`reconcile.claims`): the earlier Service keeps it."""
+    for name, cluster_ip, node_port in (("a", "10.96.0.10", 30080), ("b", "10.96.0.11", 30081)):
+        document = echo(name=name)
+        document["spec"].update(clusterIP=cluster_ip, externalIPs=["203.0.113.9"])
+        document["spec"]["ports"][0]["nodePort"] = node_port
+        server.store.create(document)
+    code, out, err = await dry_run(server, "--hostname-override", "node-a")
+    assert code == 0
+    assert [line for line in out.splitlines() if line.startswith("-A -t 203.0.113.9:80")] == [
+        "-A -t 203.0.113.9:80 -s rr"
+    ]
+    assert "Service default/b: TCP 203.0.113.9:80 is already used by default/a; skipped" in err
