@@ -183,9 +183,7 @@ def load_modules() -> dict[str, str]:
     failed = {}
     for module in ("ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack"):
         try:
-            done = subprocess.run(
-                ["modprobe", module], capture_output=True, text=True, check=False
-            )
+            done = subprocess.run(["modprobe", module], capture_output=True, text=True, check=False)
         except OSError as error:  # no modprobe on this host
             failed[module] = f"modprobe: {error.strerror}"
             continue
