@@ -16,10 +16,12 @@ from typing import TypeVar
 
 from ipvsd.dataplane import ipvs_wire as wire
 from ipvsd.dataplane.errors import IpvsError, IpvsUnavailable, error_for, error_from_code
+from ipvsd.dataplane.faults import IpvsFaults
 from ipvsd.dataplane.genl import Chunk, GenlSocket, NetlinkError, pack_chunks
 from ipvsd.dataplane.ipvs import BatchResult
 from ipvsd.dataplane.ipvs_layout import DestDecoder
 from ipvsd.model.ipvs import (
+    DeleteService,
     ObservedVirtualServer,
     Operation,
     ServiceKey,
@@ -46,6 +48,7 @@ class NetlinkIpvs:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ipvs-netlink")
         self._encoder_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ipvs-encode")
         self._closed = False
+        self._faults = IpvsFaults.from_environment()  # test-only switches (`faults`)
 
     @classmethod
     async def open(cls) -> NetlinkIpvs:
@@ -65,7 +68,10 @@ class NetlinkIpvs:
                     exc.errno, "IPVS is not available in this kernel (try: modprobe ip_vs)"
                 ) from exc
             raise
-        return cls(sock, family_id)
+        ipvs = cls(sock, family_id)
+        if ipvs._faults.flush_on_start:  # the harness's negative control, never in production
+            ipvs.apply_sync([DeleteService(server.key) for server in ipvs.dump_sync()])
+        return ipvs
 
     async def _run(self, function: Callable[[], T]) -> T:
         if self._closed:
@@ -73,14 +79,14 @@ class NetlinkIpvs:
         return await asyncio.get_running_loop().run_in_executor(self._worker, function)
 
     async def dump(self) -> list[ObservedVirtualServer]:
-        return await self._run(self.dump_sync)
+        return await self._run(lambda: self._held("dump", self.dump_sync()))
 
     async def dump_service(self, key: ServiceKey) -> ObservedVirtualServer | None:
         return await self._run(lambda: self.dump_service_sync(key))
 
     async def apply(self, operations: Sequence[Operation]) -> BatchResult:
         ops = tuple(operations)
-        return await self._run(lambda: self.apply_sync(ops))
+        return await self._run(lambda: self.apply_sync(self._held("apply", ops)))
 
     async def get_timeouts(self) -> Timeouts:
         return await self._run(self.get_timeouts_sync)
@@ -98,6 +104,11 @@ class NetlinkIpvs:
         self._worker.shutdown(wait=True)
         self._encoder_thread.shutdown(wait=True)
         self._sock.close()
+
+    def _held(self, step: str, value: T) -> T:
+        """`value`, once a test-only hold point at `step` (`faults`) has let go."""
+        self._faults.reached(step)
+        return value
 
     # --- synchronous core (also used directly by the benchmark) ----------------------------
 

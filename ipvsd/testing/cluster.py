@@ -1,13 +1,20 @@
-"""The demo's three-node cluster, running: network, API emulator, workload, one ipvsd per node.
+"""A namespace cluster, running: network, API emulator, one ipvsd per node; and the demo's.
 
-    async with running_cluster() as cluster:       # root, inside the IPVS VM
+    async with namespace_cluster(node_specs(["zone-a", "zone-a", "zone-b"])) as nodes:
+        ...                                        # any nodes and zones; workload is the caller's
+    async with running_cluster() as cluster:       # the demo's three nodes with its workload
         print(await cluster.listing("mnode-m02"))  # that node's `ipvsadm -Ln`
         counts = await cluster.hit()               # the seed's hit.sh from the client pod
 
-The emulator runs in the caller's event loop on the nodes' segment (192.168.49.1:8443) with
-its hint controller on; the Nodes carry the seed's zone labels; Service `echo` (port 80 →
-5678) is created through the API; the `echo` pods run on mnode-m02 (zone-a) and mnode-m03
-(zone-b) and the `client` pod on mnode-m02, as in the seed's walkthrough. See `cluster_net`
+`namespace_cluster` is the builder (root, inside the IPVS VM): the network of `cluster_net`
+for the given nodes, the emulator, the Nodes registered with their zone labels, and every
+node's ipvsd started (through `cluster_proxies`' forking supervisors, so restarts are cheap);
+it does not wait for them to be healthy, so the caller's workload overlaps their start.
+`running_cluster` is the demo on top of it. The emulator runs in the caller's event loop on the
+nodes' segment (192.168.49.1:8443) with its hint controller on; the demo's Nodes carry the
+seed's zone labels; Service `echo` (port 80 → 5678) is created through the API; the `echo` pods
+run on mnode-m02 (zone-a) and mnode-m03 (zone-b) and the `client` pod on mnode-m02, as in the
+seed's walkthrough. See `cluster_net`
 (namespaces), `cluster_workload` (the controllers played by hand), `cluster_proxies` (the
 daemons) and `cluster_kubectl` (changes through the API).
 """
@@ -28,7 +35,14 @@ from typing import Any
 
 from ipvsd.testing.apiserver import ApiServer
 from ipvsd.testing.cluster_kubectl import Editor
-from ipvsd.testing.cluster_net import HOST_ADDRESS, ClusterNet, PodNet, http_request
+from ipvsd.testing.cluster_net import (
+    HOST_ADDRESS,
+    NODES,
+    ClusterNet,
+    NodeSpec,
+    PodNet,
+    http_request,
+)
 from ipvsd.testing.cluster_proxies import NodeProxies
 from ipvsd.testing.cluster_workload import EchoApp, register_nodes, start_client
 
@@ -64,6 +78,56 @@ def hit_label(answer: dict[str, Any]) -> str:
     return f"{env.get('POD_NAME')}@{env.get('NODE_NAME')}"
 
 
+async def ipvs_rules(node: str) -> str:
+    """The node's IPVS table as `ipvsadm -Sn` prints it."""
+    return await run_in(node, "ipvsadm", "-Sn")
+
+
+@dataclass
+class NamespaceCluster:
+    """Handles on a built cluster (see `namespace_cluster`)."""
+
+    net: ClusterNet
+    server: ApiServer
+    proxies: NodeProxies
+    scratch: Path
+
+
+@contextlib.asynccontextmanager
+async def namespace_cluster(
+    nodes: tuple[NodeSpec, ...] = NODES,
+    *,
+    hint_controller: bool = True,
+    ipvsd_flags: tuple[str, ...] = (),
+    ipvsd_env: dict[str, str] | None = None,
+) -> AsyncIterator[NamespaceCluster]:
+    """Build the network of `nodes`, serve the API emulator on their segment, register the
+    Nodes and start one ipvsd per node (not yet healthy); tear everything down afterwards."""
+    await asyncio.to_thread(subprocess.run, ["modprobe", "ip_vs"], check=True)
+    scratch = Path(tempfile.mkdtemp(prefix="ipvsd-cluster-"))
+    net = ClusterNet(nodes)
+    proxies = NodeProxies(
+        scratch / "kubeconfig", net.nodes, scratch, ipvsd_flags, dict(ipvsd_env or {})
+    )
+    try:
+        await asyncio.to_thread(net.build)
+        server = ApiServer(
+            host=HOST_ADDRESS, port=API_PORT, kubeconfig_path=proxies.kubeconfig,
+            hint_controller=hint_controller, allow_anonymous=True,
+        )  # fmt: skip
+        async with server:
+            register_nodes(server.store, net.nodes)
+            try:
+                await proxies.start()
+                yield NamespaceCluster(net, server, proxies, scratch)
+            finally:
+                await proxies.stop()
+    finally:
+        await proxies.stop()
+        await asyncio.to_thread(net.close)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 @dataclass
 class Cluster:
     """Handles on the running cluster (see the module docstring)."""
@@ -84,7 +148,7 @@ class Cluster:
 
     async def rules(self, node: str) -> str:
         """The node's IPVS table as `ipvsadm -Sn` prints it."""
-        return await run_in(node, "ipvsadm", "-Sn")
+        return await ipvs_rules(node)
 
     async def listing(self, node: str) -> str:
         """The node's IPVS table as `ipvsadm -Ln` prints it (what the demo shows)."""
@@ -134,44 +198,26 @@ async def running_cluster(
     *, use_kubectl: bool | None = None, say: Callable[[str], None] = print
 ) -> AsyncIterator[Cluster]:
     """Build and start everything; tear it all down afterwards (see the module docstring)."""
-    await asyncio.to_thread(subprocess.run, ["modprobe", "ip_vs"], check=True)
-    scratch = Path(tempfile.mkdtemp(prefix="ipvsd-demo-"))
     started = time.monotonic()
-    net = ClusterNet()
-    proxies = NodeProxies(scratch / "kubeconfig", net.nodes, scratch)
-    try:
-        await asyncio.to_thread(net.build)
+    async with namespace_cluster(NODES) as nodes:
+        net, server, proxies = nodes.net, nodes.server, nodes.proxies
         built = time.monotonic()
-        server = ApiServer(
-            host=HOST_ADDRESS, port=API_PORT, kubeconfig_path=proxies.kubeconfig,
-            hint_controller=True, allow_anonymous=True,
-        )  # fmt: skip
-        async with server:
-            register_nodes(server.store, net.nodes)
-            await proxies.start()
-            say(f"nodes {', '.join(n.name for n in net.nodes)}: namespaces on a bridge; "
-                f"API emulator at {server.url}; one ipvsd per node starting")  # fmt: skip
-            editor = Editor.for_kubeconfig(server.kubeconfig_path, use_kubectl=use_kubectl)
-            app = EchoApp(server.store, net)
-            await asyncio.to_thread(app.rollout, ECHO_NODES)
-            client = await asyncio.to_thread(start_client, server.store, net, CLIENT_NODE)
-            say(await editor.apply(ECHO_SERVICE))
-            workload = time.monotonic()
-            await proxies.wait_ready()
-            cluster = Cluster(net, server, app, client, proxies, editor)
-            # Healthy is not yet synced: wait for every node's first programming of `echo`.
-            entry = f"-A -t {cluster.cluster_ip}:{SERVICE_PORT} "
-            if not await cluster.settle({n.name: lambda t: entry in t for n in net.nodes}, 300):
-                raise RuntimeError(f"Service echo not programmed on every node:\n{proxies.tails()}")
-            now = time.monotonic()
-            say(f"cluster up in {now - started:.1f}s: network {built - started:.1f}s, pods "
-                f"and Service {workload - built:.1f}s, every ipvsd synced "
-                f"{now - workload:.1f}s later (changes via {editor.via})")  # fmt: skip
-            try:
-                yield cluster
-            finally:
-                await proxies.stop()
-    finally:
-        await proxies.stop()
-        await asyncio.to_thread(net.close)
-        shutil.rmtree(scratch, ignore_errors=True)
+        say(f"nodes {', '.join(n.name for n in net.nodes)}: namespaces on a bridge; "
+            f"API emulator at {server.url}; one ipvsd per node starting")  # fmt: skip
+        editor = Editor.for_kubeconfig(server.kubeconfig_path, use_kubectl=use_kubectl)
+        app = EchoApp(server.store, net)
+        await asyncio.to_thread(app.rollout, ECHO_NODES)
+        client = await asyncio.to_thread(start_client, server.store, net, CLIENT_NODE)
+        say(await editor.apply(ECHO_SERVICE))
+        workload = time.monotonic()
+        await proxies.wait_ready()
+        cluster = Cluster(net, server, app, client, proxies, editor)
+        # Healthy is not yet synced: wait for every node's first programming of `echo`.
+        entry = f"-A -t {cluster.cluster_ip}:{SERVICE_PORT} "
+        if not await cluster.settle({n.name: lambda t: entry in t for n in net.nodes}, 300):
+            raise RuntimeError(f"Service echo not programmed on every node:\n{proxies.tails()}")
+        now = time.monotonic()
+        say(f"cluster up in {now - started:.1f}s: network and daemons started "
+            f"{built - started:.1f}s, pods and Service {workload - built:.1f}s, every ipvsd "
+            f"synced {now - workload:.1f}s later (changes via {editor.via})")  # fmt: skip
+        yield cluster

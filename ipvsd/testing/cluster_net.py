@@ -1,4 +1,4 @@
-"""A three-node cluster's network out of network namespaces, for the demo and its kernel test.
+"""An N-node cluster's network out of network namespaces, for the demo, the harnesses and tests.
 
 There is no kubelet and no CNI in the VM, so this module plays both, minikube-style:
 
@@ -14,9 +14,13 @@ There is no kubelet and no CNI in the VM, so this module plays both, minikube-st
 - `outside` is a namespace on the nodes' segment (192.168.49.100) that plays a client outside
   the cluster (NodePorts, health checks).
 
+The nodes are a spec: `NODES` (the demo's three), or `node_specs(zones)` for any number of
+nodes with zone labels (up to 90: addresses 192.168.49.2..91, pod CIDRs 10.244.0-89.0/24).
 Commands go through `ip -batch`, one process per namespace touched: each process start costs
-tens of milliseconds under software emulation. Pods' HTTP servers run on threads of the calling
-process (`ipvsd.testing.netns.entered`); nothing here starts a Python process.
+tens of milliseconds under software emulation. A pod serves either from a thread of the calling
+process (`serve`, the demo's HTTP echo, `ipvsd.testing.netns.entered`) or from its own process
+started in its namespace (`serve_process`, the disruption harness's traffic servers, so that
+the calling interpreter's GIL does not pace them).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import json
 import socket
 import subprocess
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -63,6 +68,17 @@ NODES = (
     NodeSpec("mnode-m02", "192.168.49.3", 1, "zone-a"),
     NodeSpec("mnode-m03", "192.168.49.4", 2, "zone-b"),
 )
+
+
+def node_specs(zones: Sequence[str | None], *, prefix: str = "node") -> tuple[NodeSpec, ...]:
+    """One node per entry of `zones` (its zone label, None for none): `<prefix>-1`, ... at
+    192.168.49.2, ... with pod CIDRs 10.244.0.0/24, ..."""
+    if len(zones) > 90:
+        raise ValueError("at most 90 nodes fit the segment below the outside client's address")
+    return tuple(
+        NodeSpec(f"{prefix}-{i + 1}", f"192.168.49.{i + 2}", i, zone)
+        for i, zone in enumerate(zones)
+    )
 
 
 def _batch(lines: list[str], namespace: str | None = None) -> None:
@@ -111,6 +127,7 @@ class ClusterNet:
     nodes: tuple[NodeSpec, ...] = NODES
     pods: dict[str, PodNet] = field(default_factory=dict)
     _servers: dict[str, ThreadingHTTPServer] = field(default_factory=dict)
+    _processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _next_host: dict[str, int] = field(default_factory=dict)
     _next_link: int = 0
 
@@ -170,17 +187,40 @@ class ClusterNet:
         threading.Thread(target=server.serve_forever, daemon=True, name=pod.name).start()
         self._servers[pod.name] = server
 
-    def remove_pod(self, name: str) -> None:
-        """Stop the pod's server and remove its namespace (its veth pair goes with it)."""
+    def serve_process(self, pod: PodNet, argv: Sequence[str], log: Path | None = None) -> None:
+        """Run `argv` as the pod's server, its own process inside the pod's namespace (stopped
+        by `stop_serving` or `remove_pod`); output to `log` (default: discarded)."""
+        out = log.open("ab") if log is not None else subprocess.DEVNULL
+        self._processes[pod.name] = subprocess.Popen(
+            ["ip", "netns", "exec", pod.name, *argv],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+        )  # fmt: skip
+        if log is not None and not isinstance(out, int):
+            out.close()  # the child holds its own copy
+
+    def stop_serving(self, name: str) -> None:
+        """Stop the pod's server (thread or process); the namespace stays."""
         server = self._servers.pop(name, None)
         if server is not None:
             server.shutdown()
             server.server_close()
+        process = self._processes.pop(name, None)
+        if process is not None:
+            process.terminate()
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def remove_pod(self, name: str) -> None:
+        """Stop the pod's server and remove its namespace (its veth pair goes with it)."""
+        self.stop_serving(name)
         self.pods.pop(name, None)
         _remove_namespace(name)
 
     def close(self) -> None:
-        for name in list(self._servers):
+        for name in [*self._servers, *self._processes]:
             self.remove_pod(name)
         for name in list(self.pods):
             _remove_namespace(name)

@@ -1,27 +1,52 @@
-"""The cluster's ipvsd daemons, one process per node, seen from the demo or test process.
+"""The cluster's ipvsd daemons, one per node, seen from the demo, test or harness process.
 
-`start()` runs `ip netns exec <node> python -m ipvsd --hostname-override <node> ...` for every
-node, as the DaemonSet would run one per node: each programs its node's own IPVS table, dummy
-device, nftables table and sysctls and serves /healthz on the node's address. They start
-together because importing ipvsd takes long under software emulation and the starts overlap.
-Logs go to files: a failing demo or test shows each daemon's last lines.
+`start()` runs, in every node's namespace, a supervisor (`ipvsd.testing.supervisor`) that
+imports ipvsd once and forks `ipvsd --hostname-override <node> ...` from it, as the DaemonSet
+would run one per node: each daemon programs its node's own IPVS table, dummy device,
+nftables table and sysctls and serves /healthz on the node's address. The supervisors start
+together because importing ipvsd takes long under software emulation and the imports overlap;
+after that, `kill()` and `restart()` cost a fork plus ipvsd's own start, not an import.
+Logs go to one file per node (appended across restarts): a failing run shows each daemon's
+last lines.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import Any
 
 import aiohttp
 
 from ipvsd.testing.cluster_net import CLUSTER_CIDR, NodeSpec
 
 IPVSD_FLAGS = (f"--cluster-cidr={CLUSTER_CIDR}", "--ipvs-sync-period=10s")
+
+
+@dataclass
+class _Supervised:
+    """One node's supervisor process and its line protocol."""
+
+    process: asyncio.subprocess.Process
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def ask(self, command: dict[str, Any], within: float = 120.0) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        async with self.lock:
+            self.process.stdin.write((json.dumps(command) + "\n").encode())
+            await self.process.stdin.drain()
+            line = await asyncio.wait_for(self.process.stdout.readline(), within)
+        if not line:
+            raise RuntimeError(f"supervisor exited ({self.process.returncode})")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
 
 
 @dataclass
@@ -32,37 +57,97 @@ class NodeProxies:
     nodes: tuple[NodeSpec, ...]
     log_dir: Path
     extra_flags: tuple[str, ...] = ()
-    _processes: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
-    _logs: list[IO[bytes]] = field(default_factory=list, repr=False)
+    env: dict[str, str] = field(default_factory=dict)  # for every start (e.g. IPVSD_FAULT_*)
+    _supervisors: dict[str, _Supervised] = field(default_factory=dict)
+    _exits: dict[str, int | None] = field(default_factory=dict)
 
     def log_path(self, node: str) -> Path:
         return self.log_dir / f"ipvsd-{node}.log"
 
-    async def start(self) -> None:
-        for node in self.nodes:
-            log = self.log_path(node.name).open("wb")
-            self._logs.append(log)
-            self._processes[node.name] = await asyncio.create_subprocess_exec(
-                "ip", "netns", "exec", node.name, sys.executable, "-m", "ipvsd",
-                f"--kubeconfig={self.kubeconfig}", f"--hostname-override={node.name}",
-                *IPVSD_FLAGS, *self.extra_flags,
-                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
-            )  # fmt: skip
+    def argv(self, node: str) -> list[str]:
+        return [
+            f"--kubeconfig={self.kubeconfig}",
+            f"--hostname-override={node}",
+            *IPVSD_FLAGS,
+            *self.extra_flags,
+        ]
 
-    async def wait_ready(self, within: float = 240.0) -> None:
+    async def start(self) -> None:
+        """Start every node's supervisor (they import ipvsd in parallel), then every daemon."""
+        for node in self.nodes:
+            if node.name in self._supervisors:
+                continue
+            with self.log_path(node.name).open("ab") as log:  # the child keeps its own copy
+                process = await asyncio.create_subprocess_exec(
+                    "ip", "netns", "exec", node.name, sys.executable, "-m",
+                    "ipvsd.testing.supervisor",
+                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log,
+                )  # fmt: skip
+            self._supervisors[node.name] = _Supervised(process)
+        for node in self.nodes:
+            supervisor = self._supervisors[node.name]
+            assert supervisor.process.stdout is not None
+            ready = await asyncio.wait_for(supervisor.process.stdout.readline(), 300)
+            if not ready:
+                raise RuntimeError(f"supervisor on {node.name} failed:\n{self.tail(node.name)}")
+            await self.start_daemon(node.name)
+
+    async def start_daemon(self, node: str, env: dict[str, str] | None = None) -> int:
+        """Fork the node's ipvsd (with `env` added to the environment); its pid."""
+        spec = {
+            "argv": self.argv(node),
+            "env": {**self.env, **(env or {})},
+            "log": str(self.log_path(node)),
+        }
+        answer = await self._supervisors[node].ask({"start": spec})
+        if "pid" not in answer:
+            raise RuntimeError(f"ipvsd on {node} did not start: {answer}")
+        self._exits[node] = None
+        return int(answer["pid"])
+
+    async def kill(self, node: str, sig: int = signal.SIGKILL, within: float = 30.0) -> int | None:
+        """Send `sig` to the node's ipvsd and wait (at most `within`) for it to exit; the exit
+        status (negative: the signal that ended it), None if it is still running."""
+        supervisor = self._supervisors[node]
+        await supervisor.ask({"signal": int(sig)})
+        answer = await supervisor.ask({"wait": within}, within=within + 30)
+        self._exits[node] = answer.get("exit")
+        return self._exits[node]
+
+    async def restart(
+        self, node: str, sig: int = signal.SIGTERM, env: dict[str, str] | None = None
+    ) -> int | None:
+        """Stop the node's ipvsd with `sig` and start it again; the old one's exit status."""
+        code = await self.kill(node, sig)
+        if code is None:
+            code = await self.kill(node, signal.SIGKILL)
+        await self.start_daemon(node, env)
+        return code
+
+    async def exit_code(self, node: str) -> int | None:
+        answer = await self._supervisors[node].ask({"poll": None})
+        code: int | None = answer.get("exit")
+        return code
+
+    async def healthy(self, session: aiohttp.ClientSession, node: NodeSpec) -> bool:
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            async with session.get(f"http://{node.address}:10256/healthz") as answer:
+                return answer.status == 200
+        return False
+
+    async def wait_ready(self, within: float = 240.0, nodes: list[str] | None = None) -> None:
         """Until every daemon's /healthz answers 200 (it has synced once), or RuntimeError."""
         deadline = time.monotonic() + within
-        pending = {node.name: node.address for node in self.nodes}
+        wanted = set(nodes) if nodes is not None else {node.name for node in self.nodes}
+        pending = {node.name: node for node in self.nodes if node.name in wanted}
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
             while pending:
-                for name, address in list(pending.items()):
-                    code = self._processes[name].returncode
+                for name, node in list(pending.items()):
+                    code = await self.exit_code(name)
                     if code is not None:
                         raise RuntimeError(f"ipvsd on {name} exited ({code}):\n{self.tail(name)}")
-                    with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                        async with session.get(f"http://{address}:10256/healthz") as answer:
-                            if answer.status == 200:
-                                del pending[name]
+                    if await self.healthy(session, node):
+                        del pending[name]
                 if pending and time.monotonic() > deadline:
                     raise RuntimeError(f"ipvsd not healthy after {within:.0f}s on "
                                        f"{', '.join(pending)}:\n{self.tails()}")  # fmt: skip
@@ -80,16 +165,17 @@ class NodeProxies:
         return "\n".join(self.tail(node.name) for node in self.nodes)
 
     async def stop(self) -> None:
-        for process in self._processes.values():
-            if process.returncode is None:
-                process.terminate()
-        for process in self._processes.values():
+        """SIGTERM every daemon (SIGKILL after 10 s), then end the supervisors."""
+        for name, supervisor in self._supervisors.items():
+            with contextlib.suppress(Exception):
+                if await self.kill(name, signal.SIGTERM, within=10) is None:
+                    await self.kill(name, signal.SIGKILL, within=5)
+            process = supervisor.process
+            if process.stdin is not None:
+                process.stdin.close()
             try:
                 await asyncio.wait_for(process.wait(), 10)
             except TimeoutError:
                 process.kill()
                 await process.wait()
-        self._processes.clear()
-        for log in self._logs:
-            log.close()
-        self._logs.clear()
+        self._supervisors.clear()

@@ -9,6 +9,12 @@ writes the Service's EndpointSlice from the pods, as the EndpointSlice controlle
 address, `nodeName`, the node's zone, `ready`/`serving`/`terminating`, the pod as targetRef;
 the emulator's hint controller (`--hint-controller`) then adds hints per trafficDistribution.
 
+The same class plays any such Deployment: `ports` lists the pods' ports as (name, protocol,
+port) for the EndpointSlice (default: one unnamed TCP `port`), `serve` starts a new pod's server
+(default: the demo's HTTP echo on a thread, `ClusterNet.serve`); `add_pod`, `set_ready` and
+`remove_pod` change one pod at a time, and `also_for` names more Services that select the same
+pods (each gets its own slice), as the disruption harness needs.
+
 These writes go through the emulator's store (the same validation and events as HTTP, no
 round trip); what a user would change (the Service) goes through the API.
 """
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +83,49 @@ class EchoApp:
     port: int = 5678
     image: str = "hashicorp/http-echo"
     pods: list[PodNet] = field(default_factory=list)
+    ports: tuple[tuple[str, str, int], ...] = ()  # (name, protocol, port); default: TCP `port`
+    serve: Callable[[PodNet], None] | None = None  # default: the HTTP echo on a thread
+    not_ready: set[str] = field(default_factory=set)  # pods whose endpoint is not ready
+    also_for: tuple[str, ...] = ()  # more Services selecting the same pods
+
+    def _start(self, name: str, node: str, labels: dict[str, str]) -> PodNet:
+        pod = self.net.add_pod(name, node)
+        if self.serve is None:
+            self.net.serve(pod, self.port)
+        else:
+            self.serve(pod)
+        pod_ports = self.ports or (("", "TCP", self.port),)
+        document = pod_object(pod, labels, self.image, self.port)
+        document["spec"]["containers"][0]["ports"] = [
+            {"containerPort": port, "protocol": protocol} for _, protocol, port in pod_ports
+        ]
+        self.store.create(document)
+        return pod
+
+    def add_pod(self, node: str, *, ready: bool = True, name: str = "") -> PodNet:
+        """One more pod on `node` (its endpoint ready or not), and the slice rewritten."""
+        labels = {"app": self.name}
+        pod = self._start(name or f"{self.name}-{_suffix()}", node, labels)
+        if not ready:
+            self.not_ready.add(pod.name)
+        self.pods.append(pod)
+        self.write_slice()
+        return pod
+
+    def set_ready(self, pod: str, ready: bool) -> None:
+        """Flip a pod's readiness, as the kubelet's probe would; the slice rewritten."""
+        if ready:
+            self.not_ready.discard(pod)
+        else:
+            self.not_ready.add(pod)
+        self.write_slice()
+
+    def remove_pod(self, pod: str) -> None:
+        """Delete the pod: out of the slice first, then its server and namespace go."""
+        self.pods = [p for p in self.pods if p.name != pod]
+        self.write_slice()
+        self.net.remove_pod(pod)
+        self.store.delete("pods", pod)
 
     def rollout(self, nodes: list[str], *, template: str = "") -> list[PodNet]:
         """Replace every pod by new ones on `nodes` (one each), new before old goes.
@@ -88,10 +138,7 @@ class EchoApp:
         labels = {"app": self.name, "pod-template-hash": template_hash}
         old, new = self.pods, []
         for node in nodes:
-            pod = self.net.add_pod(f"{self.name}-{template_hash}-{_suffix()}", node)
-            self.net.serve(pod, self.port)
-            self.store.create(pod_object(pod, labels, self.image, self.port))
-            new.append(pod)
+            new.append(self._start(f"{self.name}-{template_hash}-{_suffix()}", node, labels))
         self.pods = old + new
         self.write_slice()
         for pod in old:
@@ -102,13 +149,19 @@ class EchoApp:
         return new
 
     def write_slice(self) -> None:
-        """The Service's one EndpointSlice, rewritten from the current pods."""
-        slice_name = f"{self.name}-ep"
+        """The Service's one EndpointSlice (and one per Service of `also_for`), rewritten from
+        the current pods."""
+        for service in (self.name, *self.also_for):
+            self._write_slice(service)
+
+    def _write_slice(self, service: str) -> None:
+        slice_name = f"{service}-ep"
         endpoints = []
         for pod in self.pods:
+            ready = pod.name not in self.not_ready
             endpoint: dict[str, Any] = {
                 "addresses": [pod.address],
-                "conditions": {"ready": True, "serving": True, "terminating": False},
+                "conditions": {"ready": ready, "serving": ready, "terminating": False},
                 "nodeName": pod.node.name,
                 "targetRef": {"kind": "Pod", "namespace": "default", "name": pod.name},
             }
@@ -118,10 +171,13 @@ class EchoApp:
         document = {
             "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
             "metadata": {"name": slice_name, "namespace": "default",
-                         "labels": {"kubernetes.io/service-name": self.name,
+                         "labels": {"kubernetes.io/service-name": service,
                                     "endpointslice.kubernetes.io/managed-by": MANAGED_BY}},
             "addressType": "IPv4",
-            "ports": [{"name": "", "protocol": "TCP", "port": self.port}],
+            "ports": [
+                {"name": name, "protocol": protocol, "port": port}
+                for name, protocol, port in self.ports or (("", "TCP", self.port),)
+            ],
             "endpoints": endpoints,
         }  # fmt: skip
         if self.store.find("endpointslices", slice_name) is None:

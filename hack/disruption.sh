@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# hack/disruption.sh [--scenarios a,b,...] [--seed N] — the disruption harness (issue 17) in one
+# VM boot: a three-node namespace cluster, one ipvsd per node against the API emulator, traffic
+# (long-lived TCP, new TCP, UDP) through a ClusterIP and NodePorts (eTP=Cluster and eTP=Local)
+# while ipvsd is faulted: baseline, negative-control, kill9, rolling-restart, ready-while-down.
+# Prints a table and, last, one JSON line {"scenarios": {...}} (ipvsd/testing/disruption.py).
+# The VM gets 3G by default (IPVSD_VM_MEMORY): three daemons, their supervisors, the pods'
+# servers, two traffic generators and the API emulator.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export IPVSD_VM_MEMORY=${IPVSD_VM_MEMORY:-3G}
+exec hack/kernel-run.sh python -m ipvsd.testing.disruption "$@"

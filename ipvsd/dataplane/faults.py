@@ -1,0 +1,63 @@
+"""Test-only fault switches and hold points at the IPVS adapter's seam, read from the environment.
+
+The disruption harness (`ipvsd.testing.disruption`) needs the real daemon on the real code
+path to misbehave on purpose, or to stop at a known step so that it can be killed there
+(Principle 16, as Cilium's `FaultyLBMaps`). Nothing here is set in production: with none of
+these variables set, `IpvsFaults.from_environment()` is inert and costs one dictionary lookup
+per adapter call.
+
+- `IPVSD_FAULT_FLUSH_ON_START=1`: when the adapter opens (process start, before the informers
+  have listed), every virtual server in the namespace's table is deleted. This is the harness's
+  negative control, a build that flushes its table on start: established connections through
+  the deleted real servers break (`vs/expire_nodest_conn=1`), and the harness must count them.
+- `IPVSD_HOLD_AT=<step>[:<n>]` with `<step>` `dump` (a full sync's read of the whole table) or
+  `apply` (a sync's batch of changes), `<n>` the call to stop at (default 1): when the adapter
+  reaches that call it writes `IPVSD_HOLD_FILE` (`<pid> <step>:<n>`) and blocks its netlink
+  worker (the event loop keeps running, the sync waits) until that file is removed, or for at
+  most `IPVSD_HOLD_SECONDS` (default 60). The harness SIGKILLs the daemon there: mid full sync.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(slots=True)
+class IpvsFaults:
+    """The switches read at the adapter's seam (see the module docstring); inert by default."""
+
+    flush_on_start: bool = False
+    hold_step: str | None = None
+    hold_call: int = 1
+    hold_file: Path | None = None
+    hold_seconds: float = 60.0
+    _calls: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> IpvsFaults:
+        hold = environ.get("IPVSD_HOLD_AT", "")
+        step, _, call = hold.partition(":")
+        hold_file = environ.get("IPVSD_HOLD_FILE")
+        return cls(
+            flush_on_start=environ.get("IPVSD_FAULT_FLUSH_ON_START", "") == "1",
+            hold_step=step if step in ("dump", "apply") and hold_file else None,
+            hold_call=int(call) if call.isdigit() else 1,
+            hold_file=Path(hold_file) if hold_file else None,
+            hold_seconds=float(environ.get("IPVSD_HOLD_SECONDS", "60")),
+        )
+
+    def reached(self, step: str) -> None:
+        """Called by the adapter's worker thread at each `step`: hold there if switched on."""
+        if self.hold_step != step or self.hold_file is None:
+            return
+        count = self._calls[step] = self._calls.get(step, 0) + 1
+        if count != self.hold_call:
+            return
+        self.hold_file.write_text(f"{os.getpid()} {step}:{count}\n")
+        deadline = time.monotonic() + self.hold_seconds
+        while self.hold_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
