@@ -21,6 +21,7 @@ from ipvsd.config.settings import ConfigError, ProxyConfig
 from ipvsd.dataplane.errors import IpvsUnavailable
 from ipvsd.explain import ExplainError, explain, node_table
 from ipvsd.kube.auth import CredentialsError, NoApiServer
+from ipvsd.reconcile.takeover import KubeProxyRunning
 from ipvsd.server.http import ListenFailed
 
 log = logging.getLogger("ipvsd")
@@ -32,6 +33,7 @@ NO_API_SERVER = 3
 KUBECONFIG = 4
 NO_IPVS = 5
 PORT_IN_USE = 6
+KUBE_PROXY_RUNNING = 7
 EXIT_CODES: tuple[tuple[int, str], ...] = (
     (0, "done (the daemon: stopped by SIGTERM or SIGINT)"),
     (FAILED, "explain or --dry-run could not answer; --cleanup could not remove everything"),
@@ -40,6 +42,7 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (KUBECONFIG, "the kubeconfig file is missing or unusable"),
     (NO_IPVS, "the kernel has no IPVS"),
     (PORT_IN_USE, "the health or metrics port cannot be bound (in use)"),
+    (KUBE_PROXY_RUNNING, "kube-proxy runs on this node in IPVS mode"),
 )
 
 
@@ -60,6 +63,8 @@ def _failure(error: BaseException) -> tuple[int, str] | None:
             f"{error} (stop what listens there, kube-proxy perhaps, or choose another address "
             "with --healthz-bind-address or --metrics-bind-address)"
         )
+    if isinstance(error, KubeProxyRunning):
+        return KUBE_PROXY_RUNNING, str(error)
     if isinstance(error, ExplainError):
         return FAILED, str(error)
     return None

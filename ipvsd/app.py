@@ -50,10 +50,11 @@ from ipvsd.reconcile.syncer import (
     SyncSettings,
     node_port_addresses,
 )
-from ipvsd.reconcile.takeover import KubeProxyLeftovers
+from ipvsd.reconcile.takeover import KubeProxyLeftovers, check_live_kube_proxy
 from ipvsd.server.health import ProxyHealth
 from ipvsd.server.health_server import health_server
 from ipvsd.server.http import AppServer, parse_bind_address
+from ipvsd.server.kube_proxy_probe import kube_proxy_mode
 from ipvsd.server.metrics import ProxyMetrics
 from ipvsd.server.metrics_server import metrics_server
 from ipvsd.server.servicehealth import ServiceHealthServers
@@ -125,6 +126,7 @@ async def _informers(
             client=client,
             node_name=config.node_name,
             proxy_name=config.proxy_name,
+            only_labelled=config.serve_only_labelled,
             watch_all_nodes=True,  # endpoints' topology labels come from their Nodes
         )
         tracker = ChangeTracker()
@@ -258,12 +260,18 @@ async def cleanup(config: ProxyConfig) -> int:
 async def run(config: ProxyConfig) -> int:
     """Run the proxy until cancelled (or, with `once`, until the first full sync is done).
 
-    Raises `CredentialsError`, `ListenFailed` or `IpvsUnavailable` before anything on the
-    node has changed."""
+    Raises `CredentialsError`, `ListenFailed`, `IpvsUnavailable` or `KubeProxyRunning` (a
+    live kube-proxy in IPVS mode, asked before ipvsd binds its own metrics port) before
+    anything on the node has changed."""
     tune_collector()
     if config.cleanup:
         return await cleanup(config)
     credentials = load_credentials(kubeconfig=config.kubeconfig, master=config.master)
+    live_mode = await kube_proxy_mode()
+    warning = check_live_kube_proxy(live_mode, only_labelled=config.serve_only_labelled)
+    if warning:
+        log.warning("%s", warning)
+    takeover = live_mode is None and not config.serve_only_labelled
     health = ProxyHealth(sync_period=config.ipvs_sync_period)
     metrics = ProxyMetrics()
     servers = _servers(config, health, metrics)
@@ -284,7 +292,7 @@ async def run(config: ProxyConfig) -> int:
                 firewall=NftFirewall(),
                 health=health,
                 metrics=metrics,
-                leftovers=KubeProxyLeftovers(NetfilterLeftovers()),
+                leftovers=KubeProxyLeftovers(NetfilterLeftovers()) if takeover else None,
             )
         finally:
             await addresses.close()

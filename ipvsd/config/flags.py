@@ -186,6 +186,14 @@ FLAGS = (
         "NAME",
     ),
     Flag(
+        "serve_only_labelled",
+        parse_go_bool,
+        "Serve only Services labelled service.kubernetes.io/service-proxy-name=<--proxy-name> "
+        "(a per-Service canary beside a live kube-proxy in iptables or nftables mode); "
+        "kube-proxy's rules are then left in place",
+        boolean=True,
+    ),
+    Flag(
         "dry_run",
         parse_go_bool,
         "Print the IPVS table this node would get (ipvsadm -Sn form) and exit; touches no "

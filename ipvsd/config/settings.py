@@ -126,6 +126,7 @@ class ProxyConfig:
     cleanup: bool = field(default=False, metadata=_named("--cleanup"))
     verbosity: int = field(default=0, metadata=_named("-v", "logging.verbosity"))
     proxy_name: str = field(default="ipvsd", metadata=_named("--proxy-name"))
+    serve_only_labelled: bool = field(default=False, metadata=_named("--serve-only-labelled"))
     topology_source: TopologySource = field(default="hints", metadata=_named("--topology-source"))
     dry_run: bool = field(default=False, metadata=_named("--dry-run"))
     once: bool = field(default=False, metadata=_named("--once"))

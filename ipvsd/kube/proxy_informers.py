@@ -60,6 +60,7 @@ class ProxyInformers:
         client: ApiClient,
         node_name: str,
         proxy_name: str = DEFAULT_PROXY_NAME,
+        only_labelled: bool = False,
         watch_all_nodes: bool = False,
         settings: WatchSettings = DEFAULT_SETTINGS,
         observe_latency: Callable[[float], None] | None = None,
@@ -80,7 +81,7 @@ class ProxyInformers:
                 for selection in selections
             ]
 
-        selections = proxy_selections(proxy_name)
+        selections = proxy_selections(proxy_name, only_labelled=only_labelled)
         self.services: Informer[Service] = Informer(
             kind="Service",
             namespaced=True,

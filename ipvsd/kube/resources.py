@@ -66,14 +66,17 @@ class Selection:
 EVERYTHING = Selection()
 
 
-def proxy_selections(proxy_name: str = DEFAULT_PROXY_NAME) -> tuple[Selection, Selection]:
-    """kube-proxy's selection, and the objects that name this proxy explicitly."""
+def proxy_selections(
+    proxy_name: str = DEFAULT_PROXY_NAME, *, only_labelled: bool = False
+) -> tuple[Selection, ...]:
+    """kube-proxy's selection, and the objects that name this proxy explicitly; with
+    `only_labelled` (`--serve-only-labelled`, beside a live kube-proxy) only the latter."""
     if not proxy_name or "," in proxy_name or "=" in proxy_name:
         raise ValueError(f"invalid proxy name {proxy_name!r}")
-    return (
-        Selection(labels=f"!{SERVICE_PROXY_NAME_LABEL},!{HEADLESS_LABEL}"),
-        Selection(labels=f"{SERVICE_PROXY_NAME_LABEL}={proxy_name},!{HEADLESS_LABEL}"),
-    )
+    labelled = Selection(labels=f"{SERVICE_PROXY_NAME_LABEL}={proxy_name},!{HEADLESS_LABEL}")
+    if only_labelled:
+        return (labelled,)
+    return (Selection(labels=f"!{SERVICE_PROXY_NAME_LABEL},!{HEADLESS_LABEL}"), labelled)
 
 
 def not_handled_because(labels: Mapping[str, str], proxy_name: str) -> str | None:

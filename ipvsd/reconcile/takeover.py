@@ -67,3 +67,35 @@ class KubeProxyLeftovers:
         log.info("removed kube-proxy's leftovers: %s", "; ".join(removal.removed))
         self.done = True
         return True
+
+
+class KubeProxyRunning(RuntimeError):
+    """A live kube-proxy in IPVS mode on this node: ipvsd must not program it."""
+
+
+def check_live_kube_proxy(mode: str | None, *, only_labelled: bool) -> str | None:
+    """What to do about the kube-proxy that answered /proxyMode with `mode` (None: none did).
+
+    IPVS mode: raise KubeProxyRunning. Each of the two would delete the other's virtual
+    servers (kube-proxy deletes every one it did not create). iptables or nftables mode: ipvsd
+    may run beside it, but only with --serve-only-labelled (both would program the same
+    Services otherwise), so without that flag the answer is a warning to log. Beside a live
+    kube-proxy its rules are never removed (the caller leaves the takeover's removal out).
+    """
+    if mode is None:
+        return None
+    if mode == "ipvs":
+        raise KubeProxyRunning(
+            "kube-proxy runs on this node in IPVS mode (/proxyMode on 127.0.0.1:10249 answers "
+            "'ipvs'); two IPVS proxies delete each other's virtual servers, so ipvsd programs "
+            "nothing: move this node off kube-proxy's DaemonSet (a nodeSelector), then start "
+            "ipvsd"
+        )
+    if not only_labelled:
+        return (
+            f"kube-proxy runs on this node in {mode} mode: both proxies serve the same "
+            "Services; run ipvsd with --serve-only-labelled to serve only Services labelled "
+            "service.kubernetes.io/service-proxy-name=<--proxy-name>, or stop kube-proxy here. "
+            "kube-proxy's rules are left in place while it runs"
+        )
+    return None

@@ -20,6 +20,7 @@ from ipvsd.server.metrics import ProxyMetrics
 DEFAULT_METRICS_PORT = 10249
 DEFAULT_METRICS_BIND_ADDRESS = f"127.0.0.1:{DEFAULT_METRICS_PORT}"
 PROXY_MODE = "ipvs"
+PROXY_HEADER = "X-Service-Proxy"  # `ipvsd` on /proxyMode: tells ipvsd from kube-proxy there
 
 TEXT_HEADERS = {"Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff"}
 
@@ -35,7 +36,9 @@ def metrics_app(metrics: ProxyMetrics) -> web.Application:
         return response
 
     async def proxy_mode(_: web.Request) -> web.Response:
-        return web.Response(body=PROXY_MODE.encode(), headers=TEXT_HEADERS)
+        return web.Response(
+            body=PROXY_MODE.encode(), headers={**TEXT_HEADERS, PROXY_HEADER: "ipvsd"}
+        )
 
     async def healthz(request: web.Request) -> web.Response:
         body = "[+]ping ok\nhealthz check passed\n" if "verbose" in request.query else "ok"

@@ -70,6 +70,7 @@ def write_config(tmp_path: Path, body: str) -> str:
         (["-v5"], "verbosity", 5),
         (["--v=3"], "verbosity", 3),
         (["--proxy-name=ipvsd-canary"], "proxy_name", "ipvsd-canary"),
+        (["--serve-only-labelled"], "serve_only_labelled", True),
         (["--dry-run"], "dry_run", True),
         (["--once"], "once", True),
         (["--node-port-range=30000-31000"], "node_port_range", (30000, 31000)),
@@ -92,6 +93,7 @@ def test_every_flag_of_the_table_is_tested_above() -> None:
         "--ipvs-tcp-timeout", "--ipvs-tcpfin-timeout", "--ipvs-udp-timeout",
         "--healthz-bind-address", "--metrics-bind-address", "--cleanup", "-v", "--proxy-name",
         "--dry-run", "--once", "--node-port-range", "--topology-source",
+        "--serve-only-labelled",
     }  # fmt: skip
     assert {flag.name for flag in FLAGS} == tested
 
