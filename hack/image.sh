@@ -6,7 +6,8 @@
 # python3 3.11 with venv and pip, as the python image has) and passed as --build-arg BASE; the
 # Dockerfile's default stays the public image. The stand-in's tarball is kept under .cache/image,
 # so only the first run pays for it. The image is also exported as a root file system
-# (.cache/image/rootfs, for the image tier's run in the VM, which sees the host's files).
+# (.cache/image/rootfs, its configuration in rootfs.config.json: for the image tier's run in
+# the VM, which sees the host's files).
 #
 # Podman runs with runc and cgroupfs (crun fails on these machines' cgroup layout) and keeps its
 # storage under .cache/podman; its configuration files are written there too, and nothing
@@ -26,15 +27,6 @@ tag=${IPVSD_IMAGE_TAG:-localhost/ipvsd:dev}
 state=$root/.cache/image
 podman_dir=$root/.cache/podman
 mkdir -p "$state" "$podman_dir"
-
-ensure_packages() {
-  local pkgs=(podman runc mmdebstrap)
-  dpkg -s "${pkgs[@]}" >/dev/null 2>&1 && return 0
-  say "installing ${pkgs[*]} (apt-get)"
-  quietly as_root apt-get update
-  quietly as_root env DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y --no-install-recommends "${pkgs[@]}"
-}
 
 # podman's configuration for this checkout only: storage under .cache/podman, runc, cgroupfs,
 # events to a file (no journald here), and rlimits the container can take without
@@ -103,7 +95,7 @@ ensure_standin() {
     "$standin_tar" "$standin"
 }
 
-ensure_packages
+ensure_packages podman runc mmdebstrap
 ensure_venv
 ensure_kubectl
 podman_env
@@ -148,6 +140,8 @@ if [ "$(cat "$state/rootfs.id" 2>/dev/null)" != "$id" ]; then
   podman rm "$cid" >/dev/null
   rm -rf "$rootfs" "$state/rootfs.id"
   mv -T "$rootfs.partial" "$rootfs"
+  # What a runtime takes from the image besides its files (entry point, environment, ...).
+  podman image inspect --format '{{json .Config}}' "$id" >"$state/rootfs.config.json"
   echo "$id" >"$state/rootfs.id"
 fi
 

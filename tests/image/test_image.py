@@ -53,8 +53,8 @@ def test_the_tool_runs(build: dict[str, Any], tool: str) -> None:
 
 def test_ipset_runs(build: dict[str, Any]) -> None:
     """ipset asks the kernel for its protocol version: that needs CAP_NET_ADMIN."""
-    done = podman("run", "--rm", "--network", "none", "--privileged", "--entrypoint", "ipset",
-                  build["image"], "--version")  # fmt: skip
+    done = podman("run", "--rm", "--network", "none", "--timeout", "90", "--privileged",
+                  "--entrypoint", "ipset", build["image"], "--version")  # fmt: skip
     assert done.stdout.startswith("ipset v7."), done.stdout + done.stderr
 
 
