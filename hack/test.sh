@@ -52,6 +52,18 @@ host_dirs=()
 for dir in tests/unit tests/component; do [ ! -d "$dir" ] || host_dirs+=("$dir"); done
 step host pytest pytest "${host_dirs[@]:-tests/unit}" -q -p no:cacheprovider "${pytest_args[@]}"
 
+# The image: hack/image.sh builds it (podman, no registry), podman runs it on the host, and the
+# DaemonSet's container runs from it with runc in one VM boot (tests/image). Skipped by --host-only.
+if [ "$kernel" = 1 ]; then
+  echo "== tier: image (build, host, one VM boot) =="
+  export IPVSD_IMAGE_REQUIRED=1  # the image tests fail rather than skip without a build
+  step image build hack/image.sh
+  step image "pytest on the host" pytest tests/image -q -p no:cacheprovider \
+    -m "image and not kernel" "${pytest_args[@]}"
+  step image "pytest in the VM" hack/kernel-run.sh \
+    python -m pytest tests/image -q -p no:cacheprovider -m "image and kernel" "${pytest_args[@]}"
+fi
+
 if [ "$kernel" = 1 ]; then
   echo "== tier: kernel (one VM boot) =="
   step kernel "pytest in the VM" hack/kernel-run.sh \
