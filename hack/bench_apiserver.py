@@ -16,6 +16,7 @@ import http.client
 import json
 import multiprocessing
 import resource
+import ssl
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -94,6 +95,7 @@ def serve(count: int, per_slice: int, pipe: Connection) -> None:
             {
                 "port": server.port,
                 "token": server.token,
+                "ca": str(server.ca_path),
                 "load_s": loaded,
                 "server_rss_mib": _rss_mib(),
                 "server_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -105,10 +107,12 @@ def serve(count: int, per_slice: int, pipe: Connection) -> None:
     uvloop.run(run())
 
 
-def timed_streaming_list(port: int, token: str, path: str) -> tuple[int, float]:
+def timed_streaming_list(
+    port: int, token: str, path: str, context: ssl.SSLContext
+) -> tuple[int, float]:
     """(ADDED events, seconds until the initial-events-end BOOKMARK, parsing each line)."""
     query = "?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan"
-    connection = http.client.HTTPConnection("127.0.0.1", port)
+    connection = http.client.HTTPSConnection("127.0.0.1", port, context=context)
     started = time.perf_counter()
     connection.request(
         "GET",
@@ -125,9 +129,11 @@ def timed_streaming_list(port: int, token: str, path: str) -> tuple[int, float]:
     return added, elapsed
 
 
-def timed_get(port: int, token: str, path: str) -> tuple[int, float, float]:
+def timed_get(
+    port: int, token: str, path: str, context: ssl.SSLContext
+) -> tuple[int, float, float]:
     """(bytes, seconds to receive, seconds to receive and parse with orjson)."""
-    connection = http.client.HTTPConnection("127.0.0.1", port)
+    connection = http.client.HTTPSConnection("127.0.0.1", port, context=context)
     started = time.perf_counter()
     connection.request("GET", path, headers={"Authorization": f"Bearer {token}"})
     body = connection.getresponse().read()
@@ -152,14 +158,15 @@ def main() -> None:
     child.start()
     report: dict[str, Any] = dict(ours.recv())
     port, token = report.pop("port"), report.pop("token")
+    context = ssl.create_default_context(cafile=report.pop("ca"))  # the emulator serves HTTPS
     for name, path in (
         ("services", "/api/v1/services"),
         ("endpointslices", "/apis/discovery.k8s.io/v1/endpointslices"),
     ):
-        runs = [timed_get(port, token, path) for _ in range(arguments.rounds)]
+        runs = [timed_get(port, token, path, context) for _ in range(arguments.rounds)]
         size, received, parsed = min(runs, key=lambda run: run[1])
         added, streamed = min(
-            (timed_streaming_list(port, token, path) for _ in range(arguments.rounds)),
+            (timed_streaming_list(port, token, path, context) for _ in range(arguments.rounds)),
             key=lambda run: run[1],
         )
         report[name] = {

@@ -50,7 +50,8 @@ ensure_kernel() {
   trap - EXIT
 }
 
-ensure_packages qemu-system-x86 kmod cpio busybox-static ipvsadm iproute2 nftables conntrack
+# openssl: the API emulator makes its CA and serving certificate with it (tests in the VM too).
+ensure_packages qemu-system-x86 kmod cpio busybox-static ipvsadm iproute2 nftables conntrack openssl
 ensure_venv
 ensure_kernel
 ver=$(cat "$cache/version")

@@ -37,6 +37,8 @@ kube_config: Any = _kube_config
 
 log = logging.getLogger(__name__)
 
+SERVICE_ACCOUNT_DIR_ENV = "IPVSD_SERVICE_ACCOUNT_DIR"  # a test seam: see _in_cluster
+
 
 class CredentialsError(Exception):
     """No usable API server address or credentials could be loaded."""
@@ -150,11 +152,24 @@ def _from_kubeconfig(path: str, context: str | None, master: str | None) -> Any:
 
 
 def _in_cluster() -> Any:
-    """The pod's service account; the loader's hook re-reads the token file every minute."""
+    """The pod's service account; the loader's hook re-reads the token file every minute.
+
+    `IPVSD_SERVICE_ACCOUNT_DIR` names another directory than the one the kubelet mounts
+    (/var/run/secrets/kubernetes.io/serviceaccount): tests run ipvsd's in-cluster path, as a
+    process, outside a pod. Nothing sets it in a pod."""
+    directory = os.environ.get(SERVICE_ACCOUNT_DIR_ENV)
     configuration = Configuration()
     loader = incluster_config.InClusterConfigLoader(
-        token_filename=incluster_config.SERVICE_TOKEN_FILENAME,
-        cert_filename=incluster_config.SERVICE_CERT_FILENAME,
+        token_filename=(
+            os.path.join(directory, "token")
+            if directory
+            else incluster_config.SERVICE_TOKEN_FILENAME
+        ),
+        cert_filename=(
+            os.path.join(directory, "ca.crt")
+            if directory
+            else incluster_config.SERVICE_CERT_FILENAME
+        ),
         try_refresh_token=True,
     )
     loader.load_and_set(configuration)

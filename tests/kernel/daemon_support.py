@@ -34,10 +34,12 @@ class Api:
         token = config["users"][0]["user"]["token"]
         self._headers = {"Authorization": f"Bearer {token}"}
         self._url = server.url
+        self._ssl = server.client_ssl_context()  # the emulator serves HTTPS with its own CA
 
     async def send(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        connector = aiohttp.TCPConnector(ssl=self._ssl)
         async with (
-            aiohttp.ClientSession(headers=self._headers) as session,
+            aiohttp.ClientSession(headers=self._headers, connector=connector) as session,
             session.request(method, self._url + path, json=body) as response,
         ):
             assert response.status < 300, await response.text()

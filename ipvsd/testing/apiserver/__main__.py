@@ -27,7 +27,7 @@ def _listen_address(text: str) -> tuple[str, int]:
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m ipvsd.testing.apiserver",
-        description="Kubernetes API server emulator for ipvsd's tests (plain HTTP, bearer token).",
+        description="Kubernetes API server emulator for ipvsd's tests (HTTPS, bearer token).",
     )
     parser.add_argument(
         "--listen",
@@ -41,7 +41,15 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         required=True,
         metavar="PATH",
-        help="where to write a kubeconfig for kubectl and client libraries",
+        help="where to write a kubeconfig for kubectl and client libraries (and the CA it"
+        " trusts, as PATH.ca.crt)",
+    )
+    parser.add_argument(
+        "--service-account-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also write a pod's service-account directory there (token, ca.crt, namespace)",
     )
     parser.add_argument(
         "--service-cidr", default="10.96.0.0/12", help="primary Service IP range (either family)"
@@ -75,8 +83,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--allow-anonymous",
         action="store_true",
-        help="serve requests without credentials (kubectl sends none over"
-        " plain HTTP); a wrong token is still refused with 401",
+        help="serve requests without credentials; a wrong token is still refused with 401",
     )
     parser.add_argument(
         "--history-size",
@@ -113,6 +120,7 @@ async def serve(arguments: argparse.Namespace) -> None:
         hint_controller=arguments.hint_controller,
         state_file=arguments.state_file,
         advertise_address=arguments.advertise_address,
+        service_account_dir=arguments.service_account_dir,
         token=arguments.token,
         allow_anonymous=arguments.allow_anonymous,
         history_size=arguments.history_size,

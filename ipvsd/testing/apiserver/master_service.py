@@ -33,6 +33,13 @@ def cluster_ip(service_cidr: str) -> str:
 
 def reconcile(store: Store, *, service_cidr: str, address: str, port: int) -> None:
     """Create or reset the Service and the EndpointSlice for a server at `address`:`port`."""
+    reconcile_service(store, service_cidr=service_cidr, port=port)
+    _reconcile_slice(store, address, port)
+
+
+def reconcile_service(store: Store, *, service_cidr: str, port: int) -> None:
+    """The Service alone: made before anything is loaded, so it holds the first address (the
+    port is the server's, corrected at start when it was not known yet)."""
     ip = cluster_ip(service_cidr)
     family = "IPv4" if ip_address(ip).version == 4 else "IPv6"
     service_port = {"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}
@@ -61,7 +68,6 @@ def reconcile(store: Store, *, service_cidr: str, address: str, port: int) -> No
             {"metadata": {"labels": SERVICE_LABELS}, "spec": {"ports": [service_port]}},
             namespace=NAMESPACE,
         )
-    _reconcile_slice(store, address, port)
 
 
 def _service_is_current(service: dict[str, Any], port: dict[str, Any]) -> bool:

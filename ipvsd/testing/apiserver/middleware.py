@@ -99,10 +99,9 @@ def bearer_auth(token: Callable[[], str], *, allow_anonymous: bool) -> Middlewar
     """Accept `Authorization: Bearer <token>`; any other credential is 401 Unauthorized.
 
     A request with no credentials at all is anonymous: allowed for health and version paths
-    (the API server's public-info role), and elsewhere only with `allow_anonymous`. kubectl
-    never sends credentials over plain HTTP (kubernetes/kubectl#744: client-go fills them in
-    for TLS servers only), so kubectl against this plain-HTTP emulator needs that switch; the
-    official Python client and ipvsd send the token and are held to it by default.
+    (the API server's public-info role), and elsewhere only with `allow_anonymous` (for a
+    client that has no token at all; kubectl, the official client and ipvsd send theirs over
+    the emulator's HTTPS and are held to it).
     """
 
     @web.middleware

@@ -7,10 +7,13 @@
         server.drop_watches(); server.compact()          # server-level faults
         await server.restart()                           # same port, same objects
 
-The server listens on a real socket (plain HTTP) and writes a kubeconfig with a bearer token
-that the official client (and ipvsd) use unchanged. kubectl sends no credentials over plain
-HTTP at all, so kubectl needs `allow_anonymous=True` (`--allow-anonymous`); a wrong token is
-refused with 401 either way.
+The server listens on a real socket, HTTPS only as a real API server (`tls.py`: a CA and a
+serving certificate for its addresses, made at the first start and kept across restarts), and
+writes a kubeconfig with the CA (`certificate-authority-data`) and a bearer token that kubectl,
+the official client and ipvsd use unchanged; the CA is also written next to it
+(`ca_path`, `<kubeconfig>.ca.crt`). `service_account_dir` makes a pod's service-account
+directory (`token`, `ca.crt`, `namespace`) for the in-cluster loader. Requests without a token
+are refused with 401 unless `allow_anonymous=True` (`--allow-anonymous`); a wrong token always.
 
 Like a real API server it keeps `default/kubernetes` (Service and EndpointSlice) pointing at
 itself (`master_service.py`): every cluster has that Service, so every test and benchmark sees it.
@@ -24,11 +27,13 @@ history afresh (older versions get 410).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import secrets
 import shutil
 import socket
+import ssl
 import tempfile
 from collections import deque
 from pathlib import Path
@@ -39,7 +44,7 @@ import yaml
 from aiohttp import web
 
 from ipvsd.testing.apiserver import errors as api
-from ipvsd.testing.apiserver import master_service
+from ipvsd.testing.apiserver import master_service, tls
 from ipvsd.testing.apiserver.allocators import IPRange, PortRange
 from ipvsd.testing.apiserver.control import control_routes
 from ipvsd.testing.apiserver.discovery import discovery_document, openapi_document, openapi_root
@@ -63,6 +68,7 @@ from ipvsd.testing.apiserver.watch import WatchSettings
 
 MAX_BODY = 3 * 1024 * 1024  # the API server's request size limit
 CONTEXT = "ipvsd-emulator"
+DEFAULT_PORT = 6443  # the kubernetes Service's targetPort until the listening port is known
 
 
 class ApiServer:
@@ -80,6 +86,7 @@ class ApiServer:
         hint_controller: bool = False,
         state_file: str | Path | None = None,
         advertise_address: str | None = None,
+        service_account_dir: str | Path | None = None,
         token: str | None = None,
         allow_anonymous: bool = False,
         history_size: int = 10_000,
@@ -95,6 +102,9 @@ class ApiServer:
         self.state_file = Path(state_file) if state_file else None
         self.service_cidr = service_cidr
         self._advertise_address = advertise_address
+        self.service_account_dir = Path(service_account_dir) if service_account_dir else None
+        self._pem: tls.Pem | None = None
+        self._server_ssl: ssl.SSLContext | None = None
         self._kubeconfig = Path(kubeconfig_path) if kubeconfig_path else None
         self._scratch: Path | None = None
         ranges = [IPRange(service_cidr)] + ([IPRange(service_cidr_v6)] if service_cidr_v6 else [])
@@ -113,6 +123,10 @@ class ApiServer:
             self._load_state(self.state_file)
         self.token = self.token or secrets.token_urlsafe(24)
         self.store.ensure_initial_namespaces()
+        # Before any fixture is loaded, as the API server makes it before it serves anyone.
+        master_service.reconcile_service(
+            self.store, service_cidr=service_cidr, port=self.port or DEFAULT_PORT
+        )
         self.hints = HintController(self.store) if hint_controller else None
         self._records: deque[RequestRecord] = deque(maxlen=10_000)
         self._runner: web.AppRunner | None = None
@@ -123,7 +137,16 @@ class ApiServer:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"https://{host}:{self.port}"
+
+    @property
+    def ca_path(self) -> Path:
+        """The CA that signed the serving certificate, written next to the kubeconfig."""
+        return self.kubeconfig_path.with_name(self.kubeconfig_path.name + ".ca.crt")
+
+    def client_ssl_context(self) -> ssl.SSLContext:
+        """For a client of this server: trusts this server's CA (and nothing else)."""
+        return tls.client_context(self.ca_path)
 
     @property
     def advertise_address(self) -> str:
@@ -160,7 +183,7 @@ class ApiServer:
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             listener.bind((self.host, self.port))
             self.port = listener.getsockname()[1]
-            await web.SockSite(runner, listener).start()
+            await web.SockSite(runner, listener, ssl_context=self._tls()).start()
         except BaseException:
             listener.close()
             await runner.cleanup()
@@ -173,6 +196,8 @@ class ApiServer:
             port=self.port,
         )
         self._write_kubeconfig()
+        if self.service_account_dir is not None:
+            self._write_service_account(self.service_account_dir)
 
     async def stop(self) -> None:
         """End every watch cleanly, stop listening, and save state when a state file is set."""
@@ -180,7 +205,13 @@ class ApiServer:
         if runner is None:
             return
         self.drop_watches(mode="end")
+        handlers = runner.server.connections if runner.server is not None else []
+        transports = [h.transport for h in handlers if h.transport is not None]
         await runner.cleanup()
+        # TLS close waits for the client's close_notify, which an idle pooled connection (the
+        # official client's urllib3) never sends: end those sockets now, as a server exit does.
+        for transport in transports:
+            transport.abort()  # a no-op on those already closed
         if self.state_file is not None:
             self._save_state(self.state_file)
 
@@ -279,11 +310,35 @@ class ApiServer:
         app.router.add_route("*", "/{tail:.*}", dispatch)
         return app
 
+    def _tls(self) -> ssl.SSLContext:
+        """The serving context, made at the first start and kept: after a restart clients still
+        trust the CA they were given."""
+        if self._server_ssl is None:
+            addresses = [self.advertise_address, master_service.cluster_ip(self.service_cidr)]
+            if self.host not in ("0.0.0.0", "::", ""):
+                addresses.append(self.host)
+            self._pem = tls.certificates(addresses)
+            self._server_ssl = tls.server_context(self._pem)
+        return self._server_ssl
+
+    def _write_service_account(self, directory: Path) -> None:
+        """What the kubelet mounts at /var/run/secrets/kubernetes.io/serviceaccount."""
+        assert self._pem is not None
+        _write_atomically(directory / "ca.crt", self._pem.ca)
+        _write_atomically(directory / "token", self.token.encode())
+        _write_atomically(directory / "namespace", b"default")
+
     def _write_kubeconfig(self) -> None:
+        assert self._pem is not None
+        _write_atomically(self.ca_path, self._pem.ca)
+        cluster = {
+            "server": self.url,
+            "certificate-authority-data": base64.b64encode(self._pem.ca).decode(),
+        }
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": CONTEXT, "cluster": {"server": self.url}}],
+            "clusters": [{"name": CONTEXT, "cluster": cluster}],
             "users": [{"name": CONTEXT, "user": {"token": self.token}}],
             "contexts": [
                 {
