@@ -60,6 +60,7 @@ class NodeProxies:
     env: dict[str, str] = field(default_factory=dict)  # for every start (e.g. IPVSD_FAULT_*)
     _supervisors: dict[str, _Supervised] = field(default_factory=dict)
     _exits: dict[str, int | None] = field(default_factory=dict)
+    _booting: dict[str, asyncio.Future[None]] = field(default_factory=dict)
 
     def log_path(self, node: str) -> Path:
         return self.log_dir / f"ipvsd-{node}.log"
@@ -73,7 +74,8 @@ class NodeProxies:
         ]
 
     async def start(self) -> None:
-        """Start every node's supervisor (they import ipvsd in parallel), then every daemon."""
+        """Start every node's supervisor; each starts its daemon as soon as it has imported
+        ipvsd (in the background: the caller's workload overlaps the imports)."""
         for node in self.nodes:
             if node.name in self._supervisors:
                 continue
@@ -84,13 +86,18 @@ class NodeProxies:
                     stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log,
                 )  # fmt: skip
             self._supervisors[node.name] = _Supervised(process)
-        for node in self.nodes:
-            supervisor = self._supervisors[node.name]
-            assert supervisor.process.stdout is not None
-            ready = await asyncio.wait_for(supervisor.process.stdout.readline(), 300)
-            if not ready:
-                raise RuntimeError(f"supervisor on {node.name} failed:\n{self.tail(node.name)}")
-            await self.start_daemon(node.name)
+            self._booting[node.name] = asyncio.ensure_future(self._boot(node.name))
+
+    async def _boot(self, node: str) -> None:
+        stdout = self._supervisors[node].process.stdout
+        assert stdout is not None
+        if not await stdout.readline():
+            raise RuntimeError(f"supervisor on {node} failed:\n{self.tail(node)}")
+        await self.start_daemon(node)
+
+    async def booted(self, node: str) -> None:
+        """Until the node's first daemon has been forked (its supervisor imported ipvsd)."""
+        await self._booting[node]
 
     async def start_daemon(self, node: str, env: dict[str, str] | None = None) -> int:
         """Fork the node's ipvsd (with `env` added to the environment); its pid."""
@@ -108,6 +115,7 @@ class NodeProxies:
     async def kill(self, node: str, sig: int = signal.SIGKILL, within: float = 30.0) -> int | None:
         """Send `sig` to the node's ipvsd and wait (at most `within`) for it to exit; the exit
         status (negative: the signal that ended it), None if it is still running."""
+        await self.booted(node)
         supervisor = self._supervisors[node]
         await supervisor.ask({"signal": int(sig)})
         answer = await supervisor.ask({"wait": within}, within=within + 30)
@@ -135,7 +143,7 @@ class NodeProxies:
                 return answer.status == 200
         return False
 
-    async def wait_ready(self, within: float = 240.0, nodes: list[str] | None = None) -> None:
+    async def wait_ready(self, within: float = 480.0, nodes: list[str] | None = None) -> None:
         """Until every daemon's /healthz answers 200 (it has synced once), or RuntimeError."""
         deadline = time.monotonic() + within
         wanted = set(nodes) if nodes is not None else {node.name for node in self.nodes}
@@ -143,6 +151,9 @@ class NodeProxies:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
             while pending:
                 for name, node in list(pending.items()):
+                    if not self._booting[name].done():
+                        continue  # still importing
+                    await self.booted(name)  # raises if its supervisor failed
                     code = await self.exit_code(name)
                     if code is not None:
                         raise RuntimeError(f"ipvsd on {name} exited ({code}):\n{self.tail(name)}")
@@ -167,6 +178,11 @@ class NodeProxies:
     async def stop(self) -> None:
         """SIGTERM every daemon (SIGKILL after 10 s), then end the supervisors."""
         for name, supervisor in self._supervisors.items():
+            booting = self._booting[name]
+            if not booting.done():
+                booting.cancel()
+            with contextlib.suppress(BaseException):
+                await booting
             with contextlib.suppress(Exception):
                 if await self.kill(name, signal.SIGTERM, within=10) is None:
                     await self.kill(name, signal.SIGKILL, within=5)
@@ -179,3 +195,4 @@ class NodeProxies:
                 process.kill()
                 await process.wait()
         self._supervisors.clear()
+        self._booting.clear()
