@@ -343,6 +343,7 @@ async def run(
         for document in SERVICES:
             store.create(document)
         harness = Harness(cluster, app, client, random.Random(seed), say, steady)
+        await cluster.proxies.wait_ready()  # the first start includes the imports
         converged = await harness.converge(time.monotonic(), [n.name for n in net.nodes])
         if converged is None:
             raise RuntimeError(f"the cluster never converged:\n{cluster.proxies.tails()}")
