@@ -464,15 +464,16 @@ class Generator:
     process: asyncio.subprocess.Process
 
     @classmethod
-    async def start(cls, namespace: str, flows: list[Flow], log: Path) -> Generator:
+    async def start(cls, namespace: str | None, flows: list[Flow], log: Path) -> Generator:
+        """Start a generator inside `namespace` (None: this process's own namespace)."""
         config = json.dumps([asdict(flow) for flow in flows])
+        inside = ["ip", "netns", "exec", namespace] if namespace else []
         with log.open("ab") as errors:
             process = await asyncio.create_subprocess_exec(
-                "ip", "netns", "exec", namespace, sys.executable, "-m", "ipvsd.testing.traffic",
-                "generate", config,
+                *inside, sys.executable, "-m", "ipvsd.testing.traffic", "generate", config,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=errors,
             )  # fmt: skip
-        return cls(namespace, process)
+        return cls(namespace or "(own namespace)", process)
 
     async def _line(self, within: float) -> dict[str, Any]:
         assert self.process.stdout is not None
