@@ -284,7 +284,7 @@ async def until_programmed(
     raise AssertionError(f"not programmed in time:\n{table}\n{tail(log_path)}")
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 async def test_the_daemonset_container_programs_the_node(
     build: dict[str, Any], tmp_path: Path
 ) -> None:
