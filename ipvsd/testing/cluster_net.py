@@ -30,6 +30,7 @@ import json
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -95,6 +96,15 @@ def _write_sysctl(namespace: str, path: str, value: str) -> None:
     """Write /proc/sys/`path` in `namespace`: /proc/sys/net follows the writing thread's netns."""
     with entered(namespace):
         Path("/proc/sys", path).write_text(value)
+
+
+def _accepts(pod: PodNet, port: int) -> bool:
+    """Whether the pod's own namespace has a TCP listener on `port` (a readiness probe)."""
+    with entered(pod.name):
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with probe:
+        probe.settimeout(2.0)
+        return probe.connect_ex((pod.address, port)) == 0
 
 
 def _remove_namespace(name: str) -> None:
@@ -187,16 +197,34 @@ class ClusterNet:
         threading.Thread(target=server.serve_forever, daemon=True, name=pod.name).start()
         self._servers[pod.name] = server
 
-    def serve_process(self, pod: PodNet, argv: Sequence[str], log: Path | None = None) -> None:
+    def serve_process(
+        self,
+        pod: PodNet,
+        argv: Sequence[str],
+        log: Path | None = None,
+        *,
+        listening: int | None = None,
+        within: float = 180.0,
+    ) -> None:
         """Run `argv` as the pod's server, its own process inside the pod's namespace (stopped
-        by `stop_serving` or `remove_pod`); output to `log` (default: discarded)."""
+        by `stop_serving` or `remove_pod`); output to `log` (default: discarded). With
+        `listening`, return only once the pod accepts TCP connections on that port (what a
+        readiness probe would wait for: a process takes seconds to start in the VM), or raise
+        RuntimeError if the server exits or does not listen within `within` seconds."""
         out = log.open("ab") if log is not None else subprocess.DEVNULL
-        self._processes[pod.name] = subprocess.Popen(
+        process = self._processes[pod.name] = subprocess.Popen(
             ["ip", "netns", "exec", pod.name, *argv],
             stdin=subprocess.DEVNULL, stdout=out, stderr=out,
         )  # fmt: skip
         if log is not None and not isinstance(out, int):
             out.close()  # the child holds its own copy
+        deadline = time.monotonic() + within
+        while listening is not None and not _accepts(pod, listening):
+            if process.poll() is not None or time.monotonic() > deadline:
+                tail = log.read_text(errors="replace")[-2000:] if log is not None else ""
+                raise RuntimeError(f"{pod.name}'s server is not listening on {listening} "
+                                   f"(exit {process.poll()}):\n{tail}")  # fmt: skip
+            time.sleep(0.2)
 
     def stop_serving(self, name: str) -> None:
         """Stop the pod's server (thread or process); the namespace stays."""

@@ -28,6 +28,10 @@ kernel matches the API again:
   then killed there), and at a random moment of start-up before the first sync.
 - `rolling-restart`: SIGTERM and restart five times, node after node, each time waiting for
   the daemon to be healthy before the next, as a DaemonSet rolling update does.
+- `watch-faults`: for about 15 s, in turn: every watch cut, the history compacted with every
+  watch ended, 410 Gone on the next watches, 429 with Retry-After on the next requests; between
+  them a third `echo` pod on node-3 flips ready and not ready. Nothing may break, and the
+  last change must reach every node's table (convergence).
 - `ready-while-down`: ipvsd on node-1 stopped; a new `echo` pod on node-3 becomes ready; ipvsd
   started again: its real server must be in node-1's table at the first sync, and carry new
   connections (reported).
@@ -65,6 +69,9 @@ CLIENT_NODE, REMOTE_NODE, SPARE_NODE = "node-1", "node-2", "node-3"
 TCP_PORT, UDP_PORT = 7000, 7001
 STEADY_S = 6.0  # default seconds of traffic before a fault, and after convergence
 CONVERGE_WITHIN = 120.0
+# No reply within this long is a failure. Generous because the VM is emulated and shares two
+# host cores: its processes stall for seconds when the host is busy (max_gap_ms shows it).
+REPLY_TIMEOUT_S = 5.0
 FLUSHED = (CLIENT_NODE, REMOTE_NODE)  # the negative control's nodes
 
 SERVICES: list[dict[str, Any]] = [
@@ -178,7 +185,7 @@ class Harness:
         nodes = {n.name: n.address for n in self.cluster.net.nodes}
         cluster_port = f"{nodes[CLIENT_NODE]}:{self.node_port('echo')}"
         local_port = f"{nodes[REMOTE_NODE]}:{self.node_port('echo-local')}"
-        timeout = 3.0
+        timeout = REPLY_TIMEOUT_S
         inside = [
             Flow("clusterip-long", "long", f"{vip}:80", count=4, interval=0.2, timeout=timeout),
             Flow("clusterip-new", "new", f"{vip}:80", interval=0.2, timeout=timeout),
@@ -307,12 +314,40 @@ class Harness:
         await proxies.start_daemon(CLIENT_NODE)
         return time.monotonic(), [CLIENT_NODE]
 
+    async def watch_faults(self) -> tuple[float, list[str]]:
+        """Watch faults in a loop while a third pod's readiness flips: every change must reach
+        the kernel (convergence is measured after the last one) and nothing may break."""
+        server = self.cluster.server
+        pod = await asyncio.to_thread(self.app.add_pod, SPARE_NODE, ready=False, name="echo-churn")
+        faults: list[tuple[str, Callable[[], object]]] = [
+            ("watches dropped", lambda: server.drop_watches(mode="abort")),
+            ("history compacted, watches ended", lambda: (server.compact(),
+                                                          server.drop_watches(mode="end"))),
+            ("410 Gone on the next watches", lambda: server.faults.expire_next(3)),
+            ("429 with Retry-After 1", lambda: server.faults.fail_next(3, code=429)),
+        ]  # fmt: skip
+        for round_ in range(2 * len(faults)):
+            what, inject = faults[round_ % len(faults)]
+            inject()
+            await asyncio.to_thread(self.app.set_ready, pod.name, round_ % 2 == 0)
+            self.say(f"  {what}; {pod.name} ready: {round_ % 2 == 0}")
+            await asyncio.sleep(self.rng.uniform(1.0, 2.5))
+        await asyncio.to_thread(self.app.set_ready, pod.name, True)
+        return time.monotonic(), []
+
+    async def remove_churn(self) -> None:
+        """Take the watch-faults scenario's extra pod away again (outside its traffic window)."""
+        if any(p.name == "echo-churn" for p in self.app.pods):
+            await asyncio.to_thread(self.app.remove_pod, "echo-churn")
+            await self.converge(time.monotonic(), [])
+
 
 SCENARIOS: dict[str, Callable[[Harness], Callable[[], Awaitable[tuple[float, list[str]]]]]] = {
     "baseline": lambda h: h.baseline,
     "negative-control": lambda h: h.negative_control,
     "kill9": lambda h: h.kill9,
     "rolling-restart": lambda h: h.rolling_restart,
+    "watch-faults": lambda h: h.watch_faults,
     "ready-while-down": lambda h: h.ready_while_down,
 }
 
@@ -335,7 +370,9 @@ async def run(
         app = EchoApp(
             store, net, port=TCP_PORT, image="ipvsd-traffic",
             ports=(("tcp", "TCP", TCP_PORT), ("udp", "UDP", UDP_PORT)),
-            serve=lambda pod: net.serve_process(pod, serve_argv(pod.name, TCP_PORT, UDP_PORT), log),
+            serve=lambda pod: net.serve_process(
+                pod, serve_argv(pod.name, TCP_PORT, UDP_PORT), log, listening=TCP_PORT
+            ),
             also_for=("echo-local",),
         )  # fmt: skip
         await asyncio.to_thread(app.rollout, [CLIENT_NODE, REMOTE_NODE])
@@ -357,6 +394,8 @@ async def run(
                                  f"connections after the restart")  # fmt: skip
             if name == "negative-control":  # out of the traffic window: not part of the figures
                 await harness.as_built(FLUSHED)
+            if name == "watch-faults":
+                await harness.remove_churn()
             rows.append(row)
             if row.converge_s is None:
                 say(cluster.proxies.tails())
