@@ -60,8 +60,19 @@ def node_before(backend: Backend) -> None:
     run("ipvsadm", "-R", stdin=HAND_MADE + "\n")
 
 
+# NewProxier (pkg/proxy/ipvs/proxier.go) ensures these (conn_reuse_mode is left as-is on 6.1).
+KUBE_PROXY_SYSCTLS = {
+    "net/ipv4/vs/conntrack": "1",
+    "net/ipv4/vs/expire_nodest_conn": "1",
+    "net/ipv4/vs/expire_quiescent_template": "1",
+    "net/ipv4/ip_forward": "1",
+}
+
+
 def kube_proxy_was_here(backend: Backend) -> None:
-    """What kube-proxy's IPVS mode leaves: sets, rules, kube-ipvs0 and its IPVS table."""
+    """What kube-proxy's IPVS mode leaves: sysctls, sets, rules, kube-ipvs0, its IPVS table."""
+    for name, value in KUBE_PROXY_SYSCTLS.items():
+        Path("/proc/sys", name).write_text(value + "\n")
     run("ipset", "restore", stdin=(DATA / "ipvs-mode.ipset").read_text())
     restore(backend, "ipvs-mode")
     run("ip", "link", "add", "kube-ipvs0", "type", "dummy")
