@@ -220,7 +220,12 @@ class Harness:
                 if not await generator.ready():
                     row.notes.append("a flow had no first reply")
             await asyncio.sleep(self.steady)
-            ended, restarted = await fault()
+            try:
+                ended, restarted = await fault()
+            except Exception as error:  # reported in the row; the next scenarios still run
+                row.notes.append(f"harness error: {error}")
+                self.say(f"  harness error: {error}")
+                ended, restarted = time.monotonic(), await self.recover()
             row.converge_s = await self.converge(ended, restarted)
             await asyncio.sleep(self.steady)
             for generator in generators:
@@ -246,7 +251,18 @@ class Harness:
         code = await self.cluster.proxies.restart(node, sig, env)
         self.say(f"  {node}: ipvsd ended ({code}) after {signal.Signals(sig).name}, restarted")
 
-    async def wait_hold(self, hold: Path, within: float = 120.0) -> str:
+    async def recover(self) -> list[str]:
+        """After a scenario failed half-way: let every held daemon go, start every daemon that
+        is not running; the nodes."""
+        for hold in self.cluster.scratch.glob("hold-*"):
+            hold.unlink(missing_ok=True)
+        nodes = [node.name for node in self.cluster.net.nodes]
+        for node in nodes:
+            if await self.cluster.proxies.exit_code(node) is not None:
+                await self.cluster.proxies.start_daemon(node)
+        return nodes
+
+    async def wait_hold(self, hold: Path, within: float = 300.0) -> str:
         deadline = time.monotonic() + within
         while not await asyncio.to_thread(hold.exists):
             if time.monotonic() > deadline:
