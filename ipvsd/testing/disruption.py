@@ -262,12 +262,15 @@ class Harness:
                 await self.cluster.proxies.start_daemon(node)
         return nodes
 
-    async def wait_hold(self, hold: Path, within: float = 300.0) -> str:
+    async def wait_hold(self, node: str, hold: Path, within: float = 300.0) -> str:
         deadline = time.monotonic() + within
         while not await asyncio.to_thread(hold.exists):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"hold point {hold} not reached in {within:.0f}s")
-            await asyncio.sleep(0.05)
+            code = await self.cluster.proxies.exit_code(node)
+            if code is not None or time.monotonic() > deadline:
+                state = f"ipvsd exited ({code})" if code is not None else f"{within:.0f}s passed"
+                raise RuntimeError(f"hold point {hold.name} not reached, {state}:\n"
+                                   f"{self.cluster.proxies.tail(node)}")  # fmt: skip
+            await asyncio.sleep(0.1)
         return (await asyncio.to_thread(hold.read_text)).strip()
 
     async def baseline(self) -> tuple[float, list[str]]:
@@ -299,7 +302,7 @@ class Harness:
             await self.restart(node, signal.SIGKILL, env)
             kills += 1
             # 2. in the middle of that full sync, held at the adapter's dump step
-            where = await self.wait_hold(hold)
+            where = await self.wait_hold(node, hold)
             self.say(f"  {node}: held mid full sync ({where})")
             await self.restart(node, signal.SIGKILL)
             hold.unlink(missing_ok=True)
