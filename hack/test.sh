@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README; CI runs it through .ci/run).
 #
-#   hack/test.sh              tiers lint, host (unit + component), kernel (one VM boot)
+#   hack/test.sh              tiers lint, host (unit + component), image, kernel (core and
+#                             clusters, one VM boot each)
 #   hack/test.sh --host-only  skip the kernel tier
 #
 # PYTEST_ARGS adds arguments to both pytest runs, with shell quoting: PYTEST_ARGS='-x -k "a or b"'.
@@ -64,10 +65,20 @@ if [ "$kernel" = 1 ]; then
     python -m pytest tests/image -q -p no:cacheprovider -m "image and kernel" "${pytest_args[@]}"
 fi
 
+# The kernel tests in two VM boots, each within kernel-run.sh's timeout: the core (adapters,
+# firewall, one daemon against the emulator) and the clusters (several daemons and traffic
+# processes: the demo, the takeover from kube-proxy, the disruption subset).
+cluster_tests=(tests/kernel/test_demo.py tests/kernel/test_takeover.py tests/kernel/test_disruption.py)
 if [ "$kernel" = 1 ]; then
-  echo "== tier: kernel (one VM boot) =="
-  step kernel "pytest in the VM" hack/kernel-run.sh \
-    python -m pytest tests/kernel -q -p no:cacheprovider -m kernel "${pytest_args[@]}"
+  echo "== tier: kernel (core, one VM boot) =="
+  ignores=()
+  for file in "${cluster_tests[@]}"; do ignores+=("--ignore=$file"); done
+  step kernel "pytest in the VM (core)" hack/kernel-run.sh \
+    python -m pytest tests/kernel "${ignores[@]}" -q -p no:cacheprovider -m kernel \
+    "${pytest_args[@]}"
+  echo "== tier: kernel (clusters, one VM boot) =="
+  step kernel "pytest in the VM (clusters)" hack/kernel-run.sh \
+    python -m pytest "${cluster_tests[@]}" -q -p no:cacheprovider -m kernel "${pytest_args[@]}"
 fi
 
 echo "== recap =="
