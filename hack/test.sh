@@ -19,8 +19,9 @@ esac
 eval "pytest_args=(${PYTEST_ARGS:-})"  # the developer's own variable, split as the shell would
 
 ensure_venv
-# The host tier checks rendered tables with the real `nft` (check mode needs no IPVS).
-ensure_packages nftables
+# The host tier checks rendered tables with the real `nft` (check mode needs no IPVS), and
+# the API emulator makes its certificates with `openssl`.
+ensure_packages nftables openssl
 export PATH=$venv/bin:$PATH
 
 recap=()
