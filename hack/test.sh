@@ -71,8 +71,8 @@ fi
 # processes: the demo, the takeover from kube-proxy).
 cluster_tests=(tests/kernel/test_demo.py tests/kernel/test_takeover.py)
 # Held out of CI until UDP conntrack cleanup exists (issue 16 item 4): after the negative
-# control's flush a fixed-source-port UDP flow got no reply at all in the next scenario (seen
-# once in two runs; likely a conntrack entry made while no virtual server existed). Run it with
+# control's flush a fixed-source-port UDP flow got no reply at all in the next scenario (two
+# of three runs; likely a conntrack entry made while no virtual server existed). Run it with
 # hack/kernel-run.sh python -m pytest tests/kernel/test_disruption.py, or hack/disruption.sh.
 held_back=(tests/kernel/test_disruption.py)
 if [ "$kernel" = 1 ]; then
