@@ -8,6 +8,8 @@
 # than IPVSD_VM_TIMEOUT seconds. README.md ("Running the tests") explains the choices.
 #
 # Environment: IPVSD_VM_MEMORY (2G), IPVSD_VM_CPUS (2), IPVSD_VM_TIMEOUT (1800),
+# IPVSD_VM_SLOTS (unset: no limit; N: wait until fewer than N VMs of this checkout run, so that
+# several developers or agents sharing a small machine do not starve each other's VMs),
 # IPVSD_CACHE (where the unpacked kernel lives, default .cache/kernel; delete it to refresh).
 # Passed into the guest: CI, PYTHONPATH, PYTEST_ADDOPTS and every IPVSD_* variable; the guest
 # also gets IPVSD_IN_VM=1, a fresh writable HOME and TMPDIR, PYTHONDONTWRITEBYTECODE=1 and
@@ -56,8 +58,25 @@ ensure_venv
 ensure_kernel
 ver=$(cat "$cache/version")
 
-# A fresh folder shared read-write with the guest: the guest script, CMD's output, its status.
 mkdir -p "$root/.cache"
+# IPVSD_VM_SLOTS: hold one of N lock files for as long as this script runs (the VM included).
+if [ -n "${IPVSD_VM_SLOTS:-}" ]; then
+  waited=0
+  until
+    for ((slot = 1; slot <= IPVSD_VM_SLOTS; slot++)); do
+      exec {slot_fd}>"$root/.cache/vm-slot-$slot.lock"
+      if flock -n "$slot_fd"; then break; fi
+      exec {slot_fd}>&-
+    done
+    [ "$slot" -le "$IPVSD_VM_SLOTS" ]
+  do
+    [ "$waited" = 1 ] || say "waiting for one of $IPVSD_VM_SLOTS VM slots (IPVSD_VM_SLOTS)"
+    waited=1
+    sleep 3
+  done
+fi
+
+# A fresh folder shared read-write with the guest: the guest script, CMD's output, its status.
 run=$(mktemp -d "$root/.cache/vm-run.XXXXXX")
 vm_pid=
 cleanup() {
