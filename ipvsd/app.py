@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from ipvsd.config.settings import ProxyConfig
 from ipvsd.dataplane.addresses import DEVICE, Addresses, RtnlAddresses
 from ipvsd.dataplane.errors import IpvsUnavailable
+from ipvsd.dataplane.families import kernel_families
 from ipvsd.dataplane.ipvs import Ipvs
 from ipvsd.dataplane.ipvs_netlink import NetlinkIpvs
 from ipvsd.dataplane.kube_proxy_leftovers import NetfilterLeftovers
@@ -51,7 +52,7 @@ from ipvsd.reconcile.syncer import (
     node_port_addresses,
 )
 from ipvsd.reconcile.takeover import KubeProxyLeftovers, check_live_kube_proxy
-from ipvsd.server.health import ProxyHealth
+from ipvsd.server.health import ProxyHealth, family_names
 from ipvsd.server.health_server import health_server
 from ipvsd.server.http import AppServer, parse_bind_address
 from ipvsd.server.kube_proxy_probe import kube_proxy_mode
@@ -272,7 +273,9 @@ async def run(config: ProxyConfig) -> int:
     if warning:
         log.warning("%s", warning)
     takeover = live_mode is None and not config.serve_only_labelled
-    health = ProxyHealth(sync_period=config.ipvs_sync_period)
+    health = ProxyHealth(
+        sync_period=config.ipvs_sync_period, families=family_names(kernel_families())
+    )
     metrics = ProxyMetrics()
     servers = _servers(config, health, metrics)
     try:

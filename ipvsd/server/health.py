@@ -22,9 +22,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from ipvsd.model.ipvs import Family
+
 HEALTH_TIMEOUT_SYNC_PERIODS = 2  # kube-proxy: healthTimeout = 2 * syncPeriod
 IPV4 = "IPv4"
 IPV6 = "IPv6"
+
+
+def family_names(families: Iterable[Family]) -> tuple[str, ...]:
+    """The names kube-proxy's bodies use for IP families (Kubernetes' `IPFamily` values)."""
+    return tuple(IPV4 if family is Family.INET else IPV6 for family in families)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +39,8 @@ class HealthReport:
     """One reading of the health state, taken at `current_time` (seconds since the epoch).
 
     `healthy` is the proxy's own health (changes applied in time); `serving` is what /healthz
-    answers, which also needs the Node to be staying.
+    answers, which also needs the Node to be staying. `families` get a `status` entry each
+    (none before the first sync).
     """
 
     healthy: bool
@@ -49,8 +57,10 @@ class HealthReport:
 class ProxyHealth:
     """Records queued changes and finished syncs; answers whether the proxy keeps up.
 
-    `families` names the IP families ipvsd programs (one sync covers all of them); they only
-    label the per-family `status` entries of the bodies, as kube-proxy reports one per proxier.
+    `families` names the IP families the node runs (`dataplane.families`); one sync covers
+    all of them. They label the per-family `status` entries of the bodies, as kube-proxy
+    reports one per proxier, and, as there, an entry appears once its family has synced: before
+    the first sync the bodies carry no `status`.
     """
 
     def __init__(
@@ -70,6 +80,7 @@ class ProxyHealth:
         self._oldest_pending: float | None = start  # the first sync is owed from the start
         self._newest_queued: float | None = None
         self._node_eligible = True  # eligible until the own Node says otherwise
+        self._synced = False  # no family has synced yet: no per-family status
 
     def queued(self, now: float | None = None) -> None:
         """A change arrived that the next sync must apply."""
@@ -88,6 +99,7 @@ class ProxyHealth:
         """
         at = self._now(now)
         self._last_updated = at
+        self._synced = True
         newest = self._newest_queued
         if started is not None and newest is not None and newest >= started:
             oldest = self._oldest_pending
@@ -112,7 +124,7 @@ class ProxyHealth:
             node_eligible=self._node_eligible,
             last_updated=self._last_updated,
             current_time=at,
-            families=self.families,
+            families=self.families if self._synced else (),
         )
 
     def _now(self, now: float | None) -> float:

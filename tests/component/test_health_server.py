@@ -68,7 +68,7 @@ async def get(
 
 
 async def test_healthz_is_200_with_kube_proxys_body_and_headers(
-    client: aiohttp.ClientSession, server: AppServer, clock: FakeClock
+    client: aiohttp.ClientSession, server: AppServer, health: ProxyHealth, clock: FakeClock
 ) -> None:
     clock.now = START + 1.25
     status, body, response = await get(client, server, "/healthz")
@@ -80,8 +80,10 @@ async def test_healthz_is_200_with_kube_proxys_body_and_headers(
         "currentTime": "2023-11-14T22:13:21.25Z",
         "nodeEligible": True,
         "healthy": True,
-        "status": {"IPv4": {"lastUpdated": "2023-11-14T22:13:20Z", "healthy": True}},
-    }
+    }, "no family has synced yet: kube-proxy's body has no status map then"
+    health.updated(START)
+    status, body, _ = await get(client, server, "/healthz")
+    assert body["status"] == {"IPv4": {"lastUpdated": "2023-11-14T22:13:20Z", "healthy": True}}
 
 
 async def test_healthz_and_livez_turn_503_when_a_change_is_late(

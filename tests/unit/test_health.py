@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
+from ipvsd.dataplane.families import kernel_families
+from ipvsd.model.ipvs import Family
 from ipvsd.server.health import (
     HealthReport,
     ProxyHealth,
+    family_names,
     go_time,
     healthz_body,
     livez_body,
@@ -258,3 +262,52 @@ def test_status_lists_every_family_sorted() -> None:
         families=("IPv6", "IPv4"),
     )
     assert list(json.loads(livez_body(both))["status"]) == ["IPv4", "IPv6"]
+
+
+# --- IP families (kube-proxy reports one status entry per proxier, i.e. per family) ------------
+
+
+def test_dual_stack_status_appears_once_synced_with_both_families(clock: FakeClock) -> None:
+    health = ProxyHealth(
+        sync_period=SYNC_PERIOD, clock=clock, families=family_names(kernel_families_of(True))
+    )
+    before = json.loads(healthz_body(health.report()))
+    assert "status" not in before, "kube-proxy: no family has updated yet, no status map"
+    clock.advance(3)
+    health.updated()
+    clock.advance(2)
+    body = json.loads(healthz_body(health.report()))
+    assert body["status"] == {
+        "IPv4": {"lastUpdated": "2023-11-14T22:13:23Z", "healthy": True},
+        "IPv6": {"lastUpdated": "2023-11-14T22:13:23Z", "healthy": True},
+    }
+    assert body["healthy"] is True
+
+
+def test_dual_stack_late_change_marks_every_family_and_the_whole_unhealthy(
+    clock: FakeClock,
+) -> None:
+    health = ProxyHealth(sync_period=SYNC_PERIOD, clock=clock, families=("IPv4", "IPv6"))
+    health.updated()
+    health.queued()
+    clock.advance(TIMEOUT)
+    report = health.report()
+    assert not report.serving
+    body = json.loads(healthz_body(report))
+    assert body["healthy"] is False
+    assert {family: entry["healthy"] for family, entry in body["status"].items()} == {
+        "IPv4": False,
+        "IPv6": False,
+    }
+
+
+def kernel_families_of(ipv6: bool) -> tuple[Family, ...]:
+    return (Family.INET, Family.INET6) if ipv6 else (Family.INET,)
+
+
+def test_kernel_families_reads_whether_the_kernel_has_ipv6(tmp_path: Path) -> None:
+    (tmp_path / "net" / "ipv4").mkdir(parents=True)
+    assert kernel_families(sysctls=tmp_path) == (Family.INET,), "booted with ipv6.disable=1"
+    (tmp_path / "net" / "ipv6").mkdir()
+    assert kernel_families(sysctls=tmp_path) == (Family.INET, Family.INET6)
+    assert family_names(kernel_families(sysctls=tmp_path)) == ("IPv4", "IPv6")
