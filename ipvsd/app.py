@@ -97,6 +97,7 @@ def sync_settings(config: ProxyConfig) -> SyncSettings:
         exclude_cidrs=config.ipvs_exclude_cidrs,
         firewall=config.firewall_config,
         topology_source=config.topology_source,
+        drain_timeout=config.ipvs_drain_timeout,
     )
 
 

@@ -159,6 +159,13 @@ FLAGS = (
     ),
     Flag("ipvs_udp_timeout", parse_go_duration, "IPVS UDP timeout (0: the kernel's)", "DURATION"),
     Flag(
+        "ipvs_drain_timeout",
+        parse_go_duration,
+        "Longest time a removed TCP real server keeps its connections at weight 0 before it "
+        "is deleted (default 2m0s; 0 deletes it at once)",
+        "DURATION",
+    ),
+    Flag(
         "healthz_bind_address",
         _listener(DEFAULT_HEALTHZ_PORT),
         "Where /healthz and /livez listen (default 0.0.0.0:10256; empty disables)",

@@ -113,6 +113,7 @@ class ProxyConfig:
     ipvs_udp_timeout: float = field(
         default=0.0, metadata=_named("--ipvs-udp-timeout", "ipvs.udpTimeout")
     )
+    ipvs_drain_timeout: float = field(default=120.0, metadata=_named("--ipvs-drain-timeout"))
 
     healthz_bind_address: str = field(
         default=f"0.0.0.0:{DEFAULT_HEALTHZ_PORT}",
@@ -265,6 +266,11 @@ def _check(config: ProxyConfig, origin: Callable[[str], str]) -> None:
     for name in ("ipvs_tcp_timeout", "ipvs_tcpfin_timeout", "ipvs_udp_timeout"):
         if getattr(config, name) < 0:
             raise ConfigError(f"{origin(name)}: must not be negative (0 keeps the kernel's)")
+    if config.ipvs_drain_timeout < 0:
+        raise ConfigError(
+            f"{origin('ipvs_drain_timeout')}: must not be negative (0 deletes a removed real "
+            "server at once)"
+        )
     if config.verbosity < 0:
         raise ConfigError(f"{origin('verbosity')}: must not be negative")
     healthz, metrics = config.healthz_bind_address, config.metrics_bind_address

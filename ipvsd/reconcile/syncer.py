@@ -52,11 +52,12 @@ from ipvsd.model.ipvs import (
 from ipvsd.model.node import Node
 from ipvsd.model.service import IPNetwork, Service, ServiceRef
 from ipvsd.plan.desired import DesiredService, NodeContext, VipKind, desired_service
-from ipvsd.plan.diff import Endpoint, creation, diff_service, diff_tables
+from ipvsd.plan.diff import creation, diff_service, diff_tables
 from ipvsd.plan.firewall import firewall_for
 from ipvsd.plan.firewall_ledger import FirewallLedger
 from ipvsd.plan.ownership import Ownership
 from ipvsd.reconcile.claims import Claims
+from ipvsd.reconcile.draining import DrainClock
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class SyncSettings:
     node_port_range: tuple[int, int] = DEFAULT_NODE_PORT_RANGE
     exclude_cidrs: tuple[IPNetwork, ...] = ()
     firewall: FirewallConfig = field(default_factory=FirewallConfig)
-    drain_timeout: float = 120.0
+    drain_timeout: float = 120.0  # --ipvs-drain-timeout
     device: str = "kube-ipvs0"
     schedulers: frozenset[str] = KNOWN_SCHEDULERS
     topology_source: TopologySource = "hints"  # --topology-source
@@ -135,7 +136,7 @@ class Syncer:
         self._after_full_sync = after_full_sync
         self.programmed: dict[ServiceRef, DesiredService] = {}
         self._services_by_ref: dict[ServiceRef, Service] = {}
-        self._drains: dict[tuple[ServiceKey, Endpoint], float] = {}
+        self._drains = DrainClock(settings.drain_timeout, clock)
         self.last_dump: list[ObservedVirtualServer] = []  # from the latest full sync
         # Kept between syncs so that a partial one works in proportion to its Services:
         self._node: NodeContext | None = None  # as of the last full sync (a Node change is one)
@@ -229,10 +230,10 @@ class Syncer:
             )
             parts = {ref: self._firewall_part(current[ref], d) for ref, d in planned.items()}
             loading = asyncio.ensure_future(self._firewall.apply(self._ledger.reset(parts)))
-            self._drains = {k: v for k, v in self._drains.items() if k[0] in table}
             ops = diff_tables(
-                table, observed, owns=ownership.owns, drain_expired=self._drain_expired
+                table, observed, owns=ownership.owns, drain_expired=self._drains.expired
             )
+            self._drains.settle()
         finally:
             await _all_done(*(job for job in (loading, adding) if job is not None))
         failures = adding.result() + await self._apply(ops)
@@ -344,8 +345,9 @@ class Syncer:
                 ops.extend(creation(server, real_servers))
             else:
                 ops.extend(
-                    diff_service(server, real_servers, observed, drain_expired=self._drain_expired)
+                    diff_service(server, real_servers, observed, drain_expired=self._drains.expired)
                 )
+        self._drains.settle(wanted.keys() | previous)
         return ops
 
     def _addresses_wanted(
@@ -390,10 +392,6 @@ class Syncer:
         except Exception as error:  # the table is not what the ledger assumed
             log.warning("firewall update refused (%s); replacing the table", error)
             await self._firewall.apply(self._ledger.snapshot())
-
-    def _drain_expired(self, key: ServiceKey, endpoint: Endpoint) -> bool:
-        started = self._drains.setdefault((key, endpoint), self._clock())
-        return self._clock() - started >= self.settings.drain_timeout
 
     def _report(
         self,

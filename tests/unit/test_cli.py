@@ -59,6 +59,8 @@ def write_config(tmp_path: Path, body: str) -> str:
         (["--ipvs-tcp-timeout=15m"], "ipvs_tcp_timeout", 900.0),
         (["--ipvs-tcpfin-timeout=30s"], "ipvs_tcpfin_timeout", 30.0),
         (["--ipvs-udp-timeout=5m"], "ipvs_udp_timeout", 300.0),
+        (["--ipvs-drain-timeout=5s"], "ipvs_drain_timeout", 5.0),
+        (["--ipvs-drain-timeout=0s"], "ipvs_drain_timeout", 0.0),
         (["--healthz-bind-address=10.0.0.1:8080"], "healthz_bind_address", "10.0.0.1:8080"),
         (["--healthz-bind-address=::"], "healthz_bind_address", "[::]:10256"),
         (["--healthz-bind-address="], "healthz_bind_address", ""),
@@ -93,7 +95,7 @@ def test_every_flag_of_the_table_is_tested_above() -> None:
         "--ipvs-tcp-timeout", "--ipvs-tcpfin-timeout", "--ipvs-udp-timeout",
         "--healthz-bind-address", "--metrics-bind-address", "--cleanup", "-v", "--proxy-name",
         "--dry-run", "--once", "--node-port-range", "--topology-source",
-        "--serve-only-labelled",
+        "--serve-only-labelled", "--ipvs-drain-timeout",
     }  # fmt: skip
     assert {flag.name for flag in FLAGS} == tested
 
@@ -431,6 +433,7 @@ def test_kubeconfig_help_states_the_fallback_order() -> None:
         (["--ipvs-tcp-timeout=-1s"], r"^--ipvs-tcp-timeout: must not be negative"),
         (["--ipvs-tcpfin-timeout=forever"], r"^--ipvs-tcpfin-timeout: 'forever' is not a dur"),
         (["--ipvs-udp-timeout=-1m"], r"^--ipvs-udp-timeout: must not be negative"),
+        (["--ipvs-drain-timeout=-1s"], r"^--ipvs-drain-timeout: must not be negative"),
         (["--ipvs-scheduler=Round_Robin"], r"^--ipvs-scheduler: 'Round_Robin' is not an IPVS"),
         (["--masquerade-all=yes"], r"^--masquerade-all: 'yes' is not a boolean"),
         (["--ipvs-strict-arp=on"], r"^--ipvs-strict-arp: 'on' is not a boolean"),

@@ -1,0 +1,58 @@
+"""How long each draining TCP real server has been draining, and whether its bound has passed.
+
+A real server that is no longer wanted but still has connections is set to weight 0: the
+kernel sends it no new connections and its existing ones go on (`plan.diff`). kube-proxy then
+waits for its connection counts to reach 0 with no upper bound, so one idle keep-alive client
+can hold a dead pod's entry for ever (#57841, #99162). ipvsd bounds the wait
+(`--ipvs-drain-timeout`): the clock of a real server starts at the first sync that finds it
+unwanted and busy, and once the bound has passed the next sync deletes it (with
+`vs/expire_nodest_conn=1` its remaining connections then end on their next packet).
+
+The clock forgets a real server as soon as a sync of its virtual server no longer asks about it
+(deleted, wanted again, or its virtual server gone), so an address that comes back and is
+removed later drains for the full bound again instead of being cut at once.
+
+The syncer asks `expired` while diffing, then calls `settle` with the virtual servers it has
+just diffed (all of them on a full sync), which drops the drains nobody asked about.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from ipvsd.model.ipvs import ServiceKey
+from ipvsd.plan.diff import Endpoint
+
+
+class DrainClock:
+    """Start times of the drains in progress, by virtual server and real-server endpoint."""
+
+    def __init__(self, bound: float, clock: Callable[[], float]) -> None:
+        """`bound`: seconds a real server may drain (0 deletes it at once); `clock`: a
+        monotonic clock in seconds."""
+        self._bound = bound
+        self._clock = clock
+        self._started: dict[tuple[ServiceKey, Endpoint], float] = {}
+        self._asked: set[tuple[ServiceKey, Endpoint]] = set()
+
+    def expired(self, key: ServiceKey, endpoint: Endpoint) -> bool:
+        """Whether this busy, unwanted real server has drained for the whole bound (its drain
+        starts now if it was not draining)."""
+        now = self._clock()
+        self._asked.add((key, endpoint))
+        started = self._started.setdefault((key, endpoint), now)
+        return now - started >= self._bound
+
+    def settle(self, diffed: Iterable[ServiceKey] | None = None) -> None:
+        """Forget the drains of the `diffed` virtual servers (None: of every one) that the
+        last diff did not ask about."""
+        asked, self._asked = self._asked, set()
+        keys = None if diffed is None else set(diffed)
+        self._started = {
+            drain: started
+            for drain, started in self._started.items()
+            if drain in asked or (keys is not None and drain[0] not in keys)
+        }
+
+    def __len__(self) -> int:
+        return len(self._started)
