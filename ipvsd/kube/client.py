@@ -101,9 +101,12 @@ class ApiClient:
     def base_url(self) -> str:
         return self._credentials.transport.base_url
 
-    async def get_json(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:
-        """GET `path` and decode the JSON object it answers."""
-        return await self._json_object(path, params)
+    async def get_json(
+        self, path: str, params: Mapping[str, str], *, accept: str | None = None
+    ) -> dict[str, Any]:
+        """GET `path` and decode the JSON object it answers (`accept`: another Accept header,
+        e.g. a metadata-only view)."""
+        return await self._json_object(path, params, accept=accept)
 
     async def post_json(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST a JSON object (creating it) and decode what the server answers."""
@@ -116,13 +119,16 @@ class ApiClient:
         *,
         method: str = "GET",
         body: bytes | None = None,
+        accept: str | None = None,
     ) -> dict[str, Any]:
         """One request whose answer must be a JSON object; errors as ApiError/ApiUnreachable."""
         timeout = aiohttp.ClientTimeout(
             total=None, connect=self._connect_timeout, sock_read=self._request_timeout
         )
         try:
-            async with self._request(path, params, timeout, method=method, body=body) as response:
+            async with self._request(
+                path, params, timeout, method=method, body=body, accept=accept
+            ) as response:
                 await _raise_for_status(response)
                 answer = await response.read()
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
@@ -134,7 +140,12 @@ class ApiClient:
 
     @asynccontextmanager
     async def stream(
-        self, path: str, params: Mapping[str, str], *, read_timeout: float
+        self,
+        path: str,
+        params: Mapping[str, str],
+        *,
+        read_timeout: float,
+        accept: str | None = None,
     ) -> AsyncGenerator[LineStream, None]:
         """A streamed response (a watch) read as lines; leaving the block drops the connection.
 
@@ -145,7 +156,7 @@ class ApiClient:
             total=None, connect=self._connect_timeout, sock_read=read_timeout
         )
         try:
-            async with self._request(path, params, timeout) as response:
+            async with self._request(path, params, timeout, accept=accept) as response:
                 await _raise_for_status(response)
                 yield LineStream(response, clock=self._clock, max_line=self._max_line)
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
@@ -160,8 +171,9 @@ class ApiClient:
         *,
         method: str = "GET",
         body: bytes | None = None,
+        accept: str | None = None,
     ) -> AsyncGenerator[aiohttp.ClientResponse, None]:
-        response = await self._send(path, params, timeouts, method=method, body=body)
+        response = await self._send(path, params, timeouts, method=method, body=body, accept=accept)
         try:
             yield response
         finally:
@@ -186,9 +198,12 @@ class ApiClient:
         *,
         method: str = "GET",
         body: bytes | None = None,
+        accept: str | None = None,
     ) -> aiohttp.ClientResponse:
         """Send once; after a 401 reload the credentials and send once more."""
-        response = await self._send_once(path, params, timeouts, method=method, body=body)
+        response = await self._send_once(
+            path, params, timeouts, method=method, body=body, accept=accept
+        )
         if response.status != 401:
             return response
         response.release()
@@ -197,7 +212,9 @@ class ApiClient:
             await asyncio.to_thread(self._credentials.reload)
         except CredentialsError as error:
             raise ApiUnreachable(str(error)) from error
-        return await self._send_once(path, params, timeouts, method=method, body=body)
+        return await self._send_once(
+            path, params, timeouts, method=method, body=body, accept=accept
+        )
 
     async def _send_once(
         self,
@@ -207,6 +224,7 @@ class ApiClient:
         *,
         method: str,
         body: bytes | None,
+        accept: str | None = None,
     ) -> aiohttp.ClientResponse:
         try:
             authorization = await asyncio.to_thread(self._credentials.authorization)
@@ -216,6 +234,8 @@ class ApiClient:
         headers = {"Authorization": authorization} if authorization else {}
         if body is not None:
             headers["Content-Type"] = "application/json"
+        if accept is not None:
+            headers["Accept"] = accept
         return await self._get_session().request(
             method,
             transport.base_url + path,

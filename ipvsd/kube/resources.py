@@ -18,13 +18,33 @@ HEADLESS_LABEL = "service.kubernetes.io/headless"
 DEFAULT_PROXY_NAME = "ipvsd"
 
 
+# What client-go's metadata client asks for: each object's metadata only (kind
+# PartialObjectMetadata), falling back to the whole object where a server cannot.
+METADATA_LIST_ACCEPT = (
+    "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+)
+METADATA_WATCH_ACCEPT = (
+    "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Resource:
-    """A collection across all namespaces, by its list path."""
+    """A collection across all namespaces, by its list path; with `metadata_only`, read as
+    its objects' metadata (`METADATA_*_ACCEPT`), which leaves out spec and status."""
 
     kind: str
     path: str
     namespaced: bool
+    metadata_only: bool = False
+
+    @property
+    def list_accept(self) -> str | None:
+        return METADATA_LIST_ACCEPT if self.metadata_only else None
+
+    @property
+    def watch_accept(self) -> str | None:
+        return METADATA_WATCH_ACCEPT if self.metadata_only else None
 
     def in_namespace(self, namespace: str) -> str:
         """The collection's path within one namespace (`/api/v1/namespaces/NS/services`)."""
@@ -37,6 +57,7 @@ ENDPOINT_SLICES = Resource(
     "EndpointSlice", "/apis/discovery.k8s.io/v1/endpointslices", namespaced=True
 )
 NODES = Resource("Node", "/api/v1/nodes", namespaced=False)
+NODE_METADATA = Resource("Node", "/api/v1/nodes", namespaced=False, metadata_only=True)
 
 
 @dataclass(frozen=True, slots=True)

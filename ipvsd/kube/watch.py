@@ -246,14 +246,17 @@ class ResourceWatch:
         params = self._selection.params()
         params["limit"] = str(self._settings.page_size)
         yield SnapshotStarted()
-        page = await self._client.get_json(self._resource.path, params)
+        accept = self._resource.list_accept
+        page = await self._client.get_json(self._resource.path, params, accept=accept)
         while True:
             metadata = page.get("metadata") or {}
             token = metadata.get("continue")
             following: asyncio.Task[dict[str, Any]] | None = None
             if token:
                 params = {**params, "continue": token}
-                following = asyncio.create_task(self._client.get_json(self._resource.path, params))
+                following = asyncio.create_task(
+                    self._client.get_json(self._resource.path, params, accept=accept)
+                )
                 following.add_done_callback(_consume_outcome)
             try:
                 for count, obj in enumerate(page.get("items") or ()):
@@ -291,7 +294,10 @@ class ResourceWatch:
         watchdog: _SilenceWatchdog | None = None
         try:
             async with self._client.stream(
-                self._resource.path, params, read_timeout=timeout + 30.0
+                self._resource.path,
+                params,
+                read_timeout=timeout + 30.0,
+                accept=self._resource.watch_accept,
             ) as stream:
                 if initial_events:
                     watchdog = _SilenceWatchdog(stream.abort, self._settings.initial_events_idle)

@@ -20,6 +20,13 @@ from aiohttp import web
 from ipvsd.testing.apiserver import errors as api
 from ipvsd.testing.apiserver.errors import ApiError
 from ipvsd.testing.apiserver.faults import Faults, forced_expiry
+from ipvsd.testing.apiserver.metadata_view import (
+    PARTIAL,
+    not_acceptable,
+    partial_list,
+    partial_object,
+    wanted_metadata_view,
+)
 from ipvsd.testing.apiserver.reads import list_page, open_watch, parse_version
 from ipvsd.testing.apiserver.resources import ResourceType, by_path
 from ipvsd.testing.apiserver.selectors import Filter, filter_for
@@ -167,6 +174,19 @@ def _document(stored: Stored) -> bytes:
     return stored.document
 
 
+def _internal_group(resource: ResourceType) -> str:
+    """The Go package upstream names in its 406 messages (`core`, `discovery`, ...)."""
+    return resource.group.split(".", 1)[0] if resource.group else "core"
+
+
+def _metadata_type(request: web.Request) -> tuple[str, str] | None:
+    """(kind, apiVersion) of a metadata-only watch's objects and bookmarks, else None."""
+    view = wanted_metadata_view(request.headers.get("Accept", ""))
+    if view is None or view[0] != "object":
+        return None
+    return PARTIAL, f"meta.k8s.io/{view[1]}"
+
+
 class ResourceHandler:
     """Answers every request under /api and /apis that is not discovery."""
 
@@ -241,6 +261,15 @@ class ResourceHandler:
             metadata["continue"] = page.continue_token
         if page.remaining is not None:
             metadata["remainingItemCount"] = page.remaining
+        view = wanted_metadata_view(request.headers.get("Accept", ""))
+        if view is not None:
+            kind, version = view
+            if kind == "object":
+                raise not_acceptable(
+                    "you requested PartialObjectMetadata, but the requested object is a list "
+                    f"(*{_internal_group(target.resource)}.{target.resource.list_kind})"
+                )
+            return json_response(partial_list(page.items, metadata, version))
         table = self._table_version(request)
         if table is not None:
             return json_response(
@@ -282,11 +311,18 @@ class ResourceHandler:
             start=start,
             settings=settings,
             render=self._renderer(request, target.resource),
+            as_type=_metadata_type(request),
         )
 
     def _get(self, request: web.Request, target: Target) -> web.Response:
         assert target.name is not None
         stored = self.store.read(target.resource, target.namespace or "", target.name)
+        view = wanted_metadata_view(request.headers.get("Accept", ""))
+        if view is not None and view[0] == "list":
+            raise not_acceptable(
+                "you requested PartialObjectMetadataList, but the requested object is not a list "
+                f"(*{_internal_group(target.resource)}.{target.resource.kind})"
+            )
         return json_response(self._renderer(request, target.resource)(stored))
 
     @staticmethod
@@ -294,7 +330,13 @@ class ResourceHandler:
         return wanted_table_version(request.headers.get("Accept", ""))
 
     def _renderer(self, request: web.Request, resource: ResourceType) -> Render:
-        """How objects go out: as themselves, or as one-row Tables when kubectl asks."""
+        """How objects go out: as themselves, as their metadata (a metadata client), or as
+        one-row Tables when kubectl asks. A watch asked for as a metadata *list* sends its
+        objects whole, as upstream's watch encoder falls back to the untransformed object."""
+        view = wanted_metadata_view(request.headers.get("Accept", ""))
+        if view is not None and view[0] == "object":
+            meta_version = view[1]
+            return lambda stored: partial_object(stored, meta_version)
         version = self._table_version(request)
         if version is None:
             return _document

@@ -34,11 +34,23 @@ def event_line(kind: EventType | str, document: bytes) -> bytes:
     return b'{"type":"' + kind.encode() + b'","object":' + document + b"}\n"
 
 
-def bookmark_line(resource: ResourceType, rv: int, *, initial_events_end: bool = False) -> bytes:
+TypeName = tuple[str, str]  # (kind, apiVersion) of the objects a watch sends
+
+
+def bookmark_line(
+    resource: ResourceType,
+    rv: int,
+    *,
+    initial_events_end: bool = False,
+    as_type: TypeName | None = None,
+) -> bytes:
+    """A BOOKMARK event; `as_type` when the watch sends another type than the resource's own
+    (a metadata-only watch's bookmarks are `PartialObjectMetadata`, as its objects)."""
     metadata: dict[str, object] = {"resourceVersion": str(rv)}
     if initial_events_end:
         metadata["annotations"] = {INITIAL_EVENTS_END: "true"}
-    document = {"kind": resource.kind, "apiVersion": resource.api_version, "metadata": metadata}
+    kind, api_version = as_type or (resource.kind, resource.api_version)
+    document = {"kind": kind, "apiVersion": api_version, "metadata": metadata}
     return event_line("BOOKMARK", orjson.dumps(document))
 
 
@@ -88,7 +100,11 @@ def _drain(subscription: Subscription, selected: Filter, render: Render) -> list
 
 
 def _opening_lines(
-    resource: ResourceType, start: WatchStart, selected: Filter, render: Render
+    resource: ResourceType,
+    start: WatchStart,
+    selected: Filter,
+    render: Render,
+    as_type: TypeName | None = None,
 ) -> list[bytes]:
     lines = [event_line(kind, render(stored)) for kind, stored in start.initial]
     for event in start.replay:
@@ -96,7 +112,11 @@ def _opening_lines(
         if shown is not None:
             lines.append(event_line(shown[0], render(shown[1])))
     if start.initial_events_end is not None:
-        lines.append(bookmark_line(resource, start.initial_events_end, initial_events_end=True))
+        lines.append(
+            bookmark_line(
+                resource, start.initial_events_end, initial_events_end=True, as_type=as_type
+            )
+        )
     return lines
 
 
@@ -109,6 +129,7 @@ async def serve_watch(
     start: WatchStart,
     settings: WatchSettings,
     render: Render,
+    as_type: TypeName | None = None,
 ) -> web.StreamResponse:
     """Stream `start`'s opening events, then live events and bookmarks until the watch ends."""
     subscription = start.subscription
@@ -116,7 +137,7 @@ async def serve_watch(
     loop = asyncio.get_running_loop()
     try:
         response = await start_stream(request)
-        await _write_all(response, _opening_lines(resource, start, selected, render))
+        await _write_all(response, _opening_lines(resource, start, selected, render, as_type))
         deadline = loop.time() + settings.timeout
         interval = settings.bookmark_interval
         next_bookmark = loop.time() + interval if interval else math.inf
@@ -129,7 +150,9 @@ async def serve_watch(
             if now >= deadline:
                 break
             if now >= next_bookmark and interval:
-                await response.write(bookmark_line(resource, storage.resource_version))
+                await response.write(
+                    bookmark_line(resource, storage.resource_version, as_type=as_type)
+                )
                 next_bookmark = now + interval
                 continue
             subscription.ready.clear()
