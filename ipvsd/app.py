@@ -41,6 +41,7 @@ from ipvsd.model.firewall import Firewall
 from ipvsd.model.ipvs import DeleteService, Family, Timeouts
 from ipvsd.model.node import Node
 from ipvsd.model.service import ServiceRef
+from ipvsd.plan.external_ips import ExternalIPPolicy
 from ipvsd.plan.ownership import Ownership
 from ipvsd.plan.sysctls import kernel_version, required_sysctls
 from ipvsd.reconcile.runner import BoundedFrequencyRunner
@@ -98,6 +99,9 @@ def sync_settings(config: ProxyConfig) -> SyncSettings:
         firewall=config.firewall_config,
         topology_source=config.topology_source,
         drain_timeout=config.ipvs_drain_timeout,
+        external_ips=ExternalIPPolicy(
+            allowed=config.allow_service_external_ips, ranges=config.service_external_ip_ranges
+        ),
     )
 
 
@@ -510,6 +514,7 @@ class _SyncLoop:
         for by_service, record, reason in (
             (report.warnings, self._events.warn, "InvalidAnnotation"),
             (report.notices, self._events.notice, "SchedulerSubstituted"),
+            (report.external_ip_warnings, self._events.warn, "ExternalIPNotServed"),
         ):
             for ref, notes in by_service.items():
                 service = self._syncer.service(ref)

@@ -2,7 +2,8 @@
 
 Both read from the API once (`kube.service_view`, with `--kubeconfig`; no root, no kernel),
 plan for the node exactly as the daemon does (the same `desired_service`, the same flags:
-`--ipvs-scheduler`, `--topology-source`, `--nodeport-addresses`) and change nothing. `explain`
+`--ipvs-scheduler`, `--topology-source`, `--nodeport-addresses`, `--service-external-ip-range`
+and `--feature-gates`) and change nothing. `explain`
 prints, per service port of one Service, the virtual servers and every endpoint kept or left
 out with its reason; `--dry-run` prints the whole table the node would get, in `ipvsadm -Sn`
 form, and the invalid annotations the daemon would report. NodePort addresses are the Node's
@@ -34,6 +35,7 @@ from ipvsd.model.node import Node
 from ipvsd.model.service import Service, ServicePort, ServiceRef
 from ipvsd.plan.context import NodeContext
 from ipvsd.plan.desired import DesiredService, DesiredVirtualServer, desired_service
+from ipvsd.plan.external_ips import ExternalIPPolicy
 from ipvsd.plan.firewall import masquerade_decision
 from ipvsd.reconcile.claims import Claims
 
@@ -94,6 +96,7 @@ async def node_table(config: ProxyConfig) -> NodeTable:
     for ref, desired in sorted(planned.items()):
         entries += [ServiceRules(d.server, d.real_servers) for d in desired.virtual_servers]
         messages += [f"warning: Service {ref}: {text}" for text in desired.warnings]
+        messages += [f"warning: Service {ref}: {text}" for text in desired.external_ip_warnings]
         messages += [f"note: Service {ref}: {text}" for text in desired.notices]
     entries.sort(key=lambda e: e.server.key.sort_key())
     return NodeTable("".join(f"{line}\n" for line in rules_lines(entries)), tuple(messages))
@@ -113,6 +116,9 @@ def explain_context(config: ProxyConfig, node: Node, nodes: Mapping[str, Node]) 
         labels=node.labels,
         nodes=nodes,
         topology_source=config.topology_source,
+        external_ips=ExternalIPPolicy(
+            allowed=config.allow_service_external_ips, ranges=config.service_external_ip_ranges
+        ),
     )
 
 
@@ -134,6 +140,7 @@ def render(
     lines += _service_lines(service, desired)
     lines += [f"  note: {note}" for note in desired.notices]
     lines += [f"  warning: {warning}" for warning in desired.warnings]
+    lines += [f"  warning: {warning}" for warning in desired.external_ip_warnings]
     if not desired.virtual_servers:
         lines.append("  no virtual servers on this node (no port of a family this node serves)")
     by_port: dict[ServicePort, list[DesiredVirtualServer]] = {}

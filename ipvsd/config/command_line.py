@@ -25,6 +25,7 @@ from typing import Literal, NoReturn
 
 from ipvsd.config.flags import (
     BOOLEAN_FLAGS,
+    FEATURE_GATES_FLAG,
     FLAGS,
     IGNORED_FLAGS,
     PORT_FLAGS,
@@ -204,6 +205,14 @@ def _parsers() -> tuple[_Parser, _Parser]:
         used.add_argument(
             f"--{name}", dest=name, metavar="PORT", help=f"Deprecated: {flag_of(field_name)}"
         )
+    used.add_argument(
+        f"--{FEATURE_GATES_FLAG}",
+        dest=FEATURE_GATES_FLAG,
+        metavar="GATE=BOOL,...",
+        action="append",
+        help="kube-proxy's feature gates: ipvsd follows AllowServiceExternalIPs (default true) "
+        "and warns about the others",
+    )
     ignored = flags.add_argument_group("kube-proxy flags accepted and not used")
     for name, spec in IGNORED_FLAGS.items():
         ignored.add_argument(

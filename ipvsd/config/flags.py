@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import ip_address
 
+from ipvsd.config.feature_gates import GATE_FIELDS, apply_feature_gates, parse_feature_gates
 from ipvsd.config.settings import (
     DEFAULT_HEALTHZ_PORT,
     DEFAULT_METRICS_PORT,
@@ -223,7 +224,16 @@ FLAGS = (
         "else spec)",
         "|".join(TOPOLOGY_SOURCES),
     ),
+    Flag(
+        "service_external_ip_ranges",
+        lambda text, name: parse_cidrs(split_list(text), name),
+        "Serve only the Service externalIPs inside these CIDRs (as kube-router's flag of this "
+        "name; default: all, as kube-proxy); others get nothing, and a Warning Event",
+        "CIDRS",
+        repeatable=True,
+    ),
 )
+FEATURE_GATES_FLAG = "feature-gates"  # kube-proxy's gates; ipvsd follows those it has
 FLAG_BY_DEST = {_flag.name.lstrip("-"): _flag for _flag in FLAGS}
 # kube-proxy's deprecated port flags: a port for the listener, 0 disables it.
 PORT_FLAGS = {"healthz-port": "healthz_bind_address", "metrics-port": "metrics_bind_address"}
@@ -245,7 +255,6 @@ IGNORED_FLAGS = {
     "profiling": IgnoredFlag("ipvsd serves no pprof handlers", boolean=True),
     "show-hidden-metrics-for-version": IgnoredFlag("ipvsd has no hidden metrics"),
     "proxy-mode": IgnoredFlag("ipvsd programs IPVS only", agrees=lambda v: v in ("", "ipvs")),
-    "feature-gates": IgnoredFlag("kube-proxy's feature gates do not apply to ipvsd"),
     "kube-api-content-type": IgnoredFlag("ipvsd's API client has no such setting"),
     "kube-api-qps": IgnoredFlag("ipvsd's API client has no such setting"),
     "kube-api-burst": IgnoredFlag("ipvsd's API client has no such setting"),
@@ -311,6 +320,16 @@ def flag_layer(given: dict[str, object]) -> Layer:
     for name, field_name in PORT_FLAGS.items():
         if name in given:
             _apply_port_flag(layer, f"--{name}", str(given.pop(name)), field_name)
+    if FEATURE_GATES_FLAG in given:
+        raw = given.pop(FEATURE_GATES_FLAG)
+        text = ",".join(raw) if isinstance(raw, list) else str(raw)
+        origin = f"--{FEATURE_GATES_FLAG}"
+        ignored = apply_feature_gates(layer, parse_feature_gates(text, origin), origin)
+        if ignored:
+            layer.warnings.append(
+                f"{origin}={','.join(ignored)}: ignored (kube-proxy's feature gates other "
+                f"than {', '.join(GATE_FIELDS)} do not apply to ipvsd)"
+            )
     for name, spec in IGNORED_FLAGS.items():
         if name in given:
             value = str(given.pop(name))

@@ -25,6 +25,7 @@ from typing import TypeVar
 
 import yaml
 
+from ipvsd.config.feature_gates import apply_feature_gates
 from ipvsd.config.settings import DEFAULT_HEALTHZ_PORT, DEFAULT_METRICS_PORT, Layer, file_field_of
 from ipvsd.config.values import (
     ConfigError,
@@ -330,9 +331,15 @@ class _Reader:
             )
 
     def _feature_gates(self, value: object, name: str) -> None:
-        gates = _typed(value, dict, name, "a mapping of names to booleans") if value else {}
-        if gates:
-            listed = ", ".join(f"{gate}={str(on).lower()}" for gate, on in gates.items())
+        expected = "a mapping of gate names to true or false"
+        gates = _typed(value, dict, name, expected) if value else {}
+        checked = {
+            str(gate): _typed(on, bool, f"{name}: {gate}", "true or false")
+            for gate, on in gates.items()
+        }
+        ignored = apply_feature_gates(self.layer, checked, name)
+        if ignored:
+            listed = ", ".join(ignored)
             self.layer.notes.append(f"{name}: kube-proxy feature gates ignored: {listed}")
 
 

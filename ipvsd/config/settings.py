@@ -129,6 +129,12 @@ class ProxyConfig:
     proxy_name: str = field(default="ipvsd", metadata=_named("--proxy-name"))
     serve_only_labelled: bool = field(default=False, metadata=_named("--serve-only-labelled"))
     topology_source: TopologySource = field(default="hints", metadata=_named("--topology-source"))
+    allow_service_external_ips: bool = field(
+        default=True, metadata=_named("--feature-gates", "featureGates")
+    )  # the AllowServiceExternalIPs gate (KEP-5707), as kube-proxy v1.36 defaults it
+    service_external_ip_ranges: tuple[IPNetwork, ...] = field(
+        default=(), metadata=_named("--service-external-ip-range")
+    )  # empty: every externalIP is served, as kube-proxy does
     dry_run: bool = field(default=False, metadata=_named("--dry-run"))
     once: bool = field(default=False, metadata=_named("--once"))
 

@@ -16,6 +16,7 @@ from ipvsd.config.values import TopologySource
 from ipvsd.model.endpoint import Endpoint
 from ipvsd.model.ipvs import KNOWN_SCHEDULERS, Family, IPAddress
 from ipvsd.model.node import HOSTNAME_LABEL, ZONE_LABEL, Node
+from ipvsd.plan.external_ips import ExternalIPPolicy
 from ipvsd.plan.topology_annotations import Proximity
 
 _NO_NODES: Mapping[str, Node] = MappingProxyType({})
@@ -24,7 +25,8 @@ _NO_NODES: Mapping[str, Node] = MappingProxyType({})
 @dataclass(frozen=True, slots=True)
 class NodeContext:
     """What the plan needs to know about this node, the cluster's nodes and the proxy's
-    configuration. `labels` are this node's own; `nodes` every Node the proxy watches."""
+    configuration. `labels` are this node's own; `nodes` every Node the proxy watches;
+    `external_ips` which Service externalIPs the proxy serves."""
 
     name: str
     zone: str | None = None
@@ -35,6 +37,7 @@ class NodeContext:
     labels: tuple[tuple[str, str], ...] = ()
     nodes: Mapping[str, Node] = field(default_factory=lambda: _NO_NODES, compare=False)
     topology_source: TopologySource = "hints"
+    external_ips: ExternalIPPolicy = field(default_factory=ExternalIPPolicy)
     _node_zones: dict[str, str | None] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )

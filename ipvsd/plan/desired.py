@@ -10,7 +10,10 @@ Per service port, in each IP family of the Service's ClusterIPs (reference §2):
 | nodePort                      | each node address:nodePort | same                         |
 
 ClusterIPs, externalIPs and LB IPs are bound on the dummy interface (NodePort addresses are
-the node's own). Where kube-proxy's IPVS mode gave an empty local set the cluster set, ipvsd
+the node's own). Only the externalIPs `plan.external_ips` admits are planned; the others are
+named in `external_ip_warnings`.
+
+Where kube-proxy's IPVS mode gave an empty local set the cluster set, ipvsd
 gives no real servers: external clients of an eTP=Local Service are not answered from another
 node (their source address would be lost and replies blackholed), and iTP=Local drops, as the
 API documents. Which endpoints become real servers, and with what weight (1, unless the
@@ -82,6 +85,7 @@ class DesiredService:
     bound_addresses: tuple[IPAddress, ...] = ()
     warnings: tuple[str, ...] = ()
     notices: tuple[str, ...] = ()  # worth a log line and a Normal Event, not a warning
+    external_ip_warnings: tuple[str, ...] = ()  # externalIPs not served, and why
 
     def real_servers_by_proximity(self) -> dict[str, int]:
         """Distinct real servers over every virtual server, counted by proximity name."""
@@ -161,6 +165,7 @@ def desired_service(
         bound_addresses=tuple(sorted(bound, key=lambda a: (a.version, int(a)))),
         warnings=scheduling.warnings + topology.warnings,
         notices=notices,
+        external_ip_warnings=node.external_ips.warnings(service.external_ips),
     )
 
 
@@ -189,7 +194,8 @@ def _weighted(
 def _vips(service: Service, family: Family, node: NodeContext) -> list[tuple[VipKind, IPAddress]]:
     version = 4 if family is Family.INET else 6
     vips = [(VipKind.CLUSTER_IP, ip) for ip in service.cluster_ips if ip.version == version]
-    vips += [(VipKind.EXTERNAL_IP, ip) for ip in service.external_ips if ip.version == version]
+    external_ips = node.external_ips.admitted(service.external_ips)  # plan.external_ips
+    vips += [(VipKind.EXTERNAL_IP, ip) for ip in external_ips if ip.version == version]
     vips += [
         (VipKind.LOAD_BALANCER, ip) for ip in service.load_balancer_ips if ip.version == version
     ]

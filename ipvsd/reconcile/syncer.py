@@ -53,6 +53,7 @@ from ipvsd.model.node import Node
 from ipvsd.model.service import IPNetwork, Service, ServiceRef
 from ipvsd.plan.desired import DesiredService, NodeContext, VipKind, desired_service
 from ipvsd.plan.diff import creation, diff_service, diff_tables
+from ipvsd.plan.external_ips import ExternalIPPolicy
 from ipvsd.plan.firewall import firewall_for
 from ipvsd.plan.firewall_ledger import FirewallLedger
 from ipvsd.plan.ownership import Ownership
@@ -87,6 +88,7 @@ class SyncSettings:
     device: str = "kube-ipvs0"
     schedulers: frozenset[str] = KNOWN_SCHEDULERS
     topology_source: TopologySource = "hints"  # --topology-source
+    external_ips: ExternalIPPolicy = field(default_factory=ExternalIPPolicy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,7 @@ class SyncReport:
     notices: Mapping[ServiceRef, tuple[str, ...]] = field(default_factory=dict)
     no_local_internal: int = 0  # Services with iTP=Local and no local endpoint
     no_local_external: int = 0  # Services with eTP=Local and no local endpoint
+    external_ip_warnings: Mapping[ServiceRef, tuple[str, ...]] = field(default_factory=dict)
 
 
 class Syncer:
@@ -402,6 +405,9 @@ class Syncer:
     ) -> SyncReport:
         warnings = {ref: d.warnings for ref, d in planned.items() if d.warnings}
         notices = {ref: d.notices for ref, d in planned.items() if d.notices}
+        external_ips = {
+            ref: d.external_ip_warnings for ref, d in planned.items() if d.external_ip_warnings
+        }
         self._log_problems(planned)
         internal: set[ServiceRef] = set()
         external: set[ServiceRef] = set()
@@ -418,6 +424,7 @@ class Syncer:
             notices,
             no_local_internal=len(internal),
             no_local_external=len(external),
+            external_ip_warnings=external_ips,
         )
 
     def _log_problems(self, planned: Mapping[ServiceRef, DesiredService]) -> None:
@@ -427,7 +434,7 @@ class Syncer:
         for ref in [ref for ref in self._said if ref not in self.programmed]:
             del self._said[ref]  # the Service is gone: if it comes back, say it again
         for ref, desired in planned.items():
-            said = (desired.warnings, desired.notices)
+            said = (desired.warnings + desired.external_ip_warnings, desired.notices)
             before = self._said.get(ref, ((), ()))
             if before == said:
                 continue
@@ -497,6 +504,7 @@ def node_context(
         labels=node.labels if node is not None else (),
         nodes=nodes if nodes is not None else {},
         topology_source=settings.topology_source,
+        external_ips=settings.external_ips,
     )
 
 

@@ -61,6 +61,8 @@ def write_config(tmp_path: Path, body: str) -> str:
         (["--ipvs-udp-timeout=5m"], "ipvs_udp_timeout", 300.0),
         (["--ipvs-drain-timeout=5s"], "ipvs_drain_timeout", 5.0),
         (["--ipvs-drain-timeout=0s"], "ipvs_drain_timeout", 0.0),
+        (["--service-external-ip-range=192.0.2.0/24"], "service_external_ip_ranges",
+         (ip_network("192.0.2.0/24"),)),
         (["--healthz-bind-address=10.0.0.1:8080"], "healthz_bind_address", "10.0.0.1:8080"),
         (["--healthz-bind-address=::"], "healthz_bind_address", "[::]:10256"),
         (["--healthz-bind-address="], "healthz_bind_address", ""),
@@ -95,7 +97,7 @@ def test_every_flag_of_the_table_is_tested_above() -> None:
         "--ipvs-tcp-timeout", "--ipvs-tcpfin-timeout", "--ipvs-udp-timeout",
         "--healthz-bind-address", "--metrics-bind-address", "--cleanup", "-v", "--proxy-name",
         "--dry-run", "--once", "--node-port-range", "--topology-source",
-        "--serve-only-labelled", "--ipvs-drain-timeout",
+        "--serve-only-labelled", "--ipvs-drain-timeout", "--service-external-ip-range",
     }  # fmt: skip
     assert {flag.name for flag in FLAGS} == tested
 
@@ -188,7 +190,7 @@ def test_every_kube_proxy_flag_is_known() -> None:
         | set(IGNORED_FLAGS)
         | set(PORT_FLAGS)
         | set(REFUSED_FLAGS)
-        | {"config", "v", "version", "help"}
+        | {"config", "v", "version", "help", "feature-gates"}
     )
     assert set(KUBE_PROXY_FLAGS) - known == set()
 

@@ -73,6 +73,8 @@ def layer(origin: str = "--test", /, **values: object) -> Layer:
         ("topology_source", "hints"),
         ("dry_run", False),
         ("once", False),
+        ("allow_service_external_ips", True),  # the gate's v1.36 default (KEP-5707)
+        ("service_external_ip_ranges", ()),  # ipvsd's own: every externalIP is served
     ],
 )  # fmt: skip
 def test_defaults_are_kube_proxys(name: str, kube_proxy_default: object) -> None:
@@ -97,6 +99,7 @@ def test_every_field_names_its_flag_and_the_applied_file_fields_are_v1alpha1s() 
         "ipvs_tcp_timeout": "ipvs.tcpTimeout",
         "ipvs_tcpfin_timeout": "ipvs.tcpFinTimeout",
         "ipvs_udp_timeout": "ipvs.udpTimeout",
+        "allow_service_external_ips": "featureGates",
         "healthz_bind_address": "healthzBindAddress",
         "metrics_bind_address": "metricsBindAddress",
         "verbosity": "logging.verbosity",
