@@ -32,9 +32,12 @@ from ipvsd.config.values import (
     parse_bind_address,
     parse_cidrs,
     parse_cluster_cidrs,
+    parse_detect_local_mode,
     parse_go_bool,
     parse_go_duration,
     parse_hostname_override,
+    parse_interface_name,
+    parse_masquerade_bit,
     parse_nodeport_addresses,
     parse_port_range,
     parse_proxy_name,
@@ -112,6 +115,33 @@ FLAGS = (
         "CIDRS",
     ),
     Flag("masquerade_all", parse_go_bool, "Masquerade all traffic to ClusterIPs", boolean=True),
+    Flag(
+        "masquerade_bit",
+        parse_masquerade_bit,
+        "The bit of the packet mark that asks for masquerade (default 14: 0x4000); move it "
+        "where the CNI moved kube-proxy's",
+        "0-31",
+    ),
+    Flag(
+        "detect_local_mode",
+        parse_detect_local_mode,
+        "How traffic from this node's pods is told apart (default ClusterCIDR): ClusterCIDR "
+        "(--cluster-cidr), NodeCIDR (the Node's spec.podCIDRs), BridgeInterface "
+        "(--pod-bridge-interface), InterfaceNamePrefix (--pod-interface-name-prefix)",
+        "MODE",
+    ),
+    Flag(
+        "pod_bridge_interface",
+        parse_interface_name,
+        "With --detect-local-mode=BridgeInterface: the bridge the pods hang off",
+        "NAME",
+    ),
+    Flag(
+        "pod_interface_name_prefix",
+        parse_interface_name,
+        "With --detect-local-mode=InterfaceNamePrefix: the prefix of the pods' interfaces",
+        "PREFIX",
+    ),
     Flag(
         "nodeport_addresses",
         lambda text, name: parse_nodeport_addresses(split_list(text), name),
@@ -259,14 +289,6 @@ IGNORED_FLAGS = {
     "kube-api-qps": IgnoredFlag("ipvsd's API client has no such setting"),
     "kube-api-burst": IgnoredFlag("ipvsd's API client has no such setting"),
     "config-sync-period": IgnoredFlag("not used"),
-    "detect-local-mode": IgnoredFlag(
-        "ipvsd tells pod traffic by --cluster-cidr only", agrees=lambda v: v in ("", "ClusterCIDR")
-    ),
-    "pod-bridge-interface": IgnoredFlag("ipvsd tells pod traffic by --cluster-cidr only"),
-    "pod-interface-name-prefix": IgnoredFlag("ipvsd tells pod traffic by --cluster-cidr only"),
-    "iptables-masquerade-bit": IgnoredFlag(
-        "ipvsd's nftables rules always mark with bit 14 (0x4000)", agrees=lambda v: v == "14"
-    ),
     "iptables-localhost-nodeports": IgnoredFlag(
         "iptables mode only; IPVS never serves NodePorts on localhost", boolean=True
     ),

@@ -32,8 +32,10 @@ from ipvsd.config.values import (
     parse_bind_address,
     parse_cidrs,
     parse_cluster_cidrs,
+    parse_detect_local_mode,
     parse_go_duration,
     parse_hostname_override,
+    parse_interface_name,
     parse_nodeport_addresses,
     parse_scheduler,
     split_list,
@@ -139,6 +141,16 @@ def _hostname(value: object, name: str) -> object:
     return override if override is not None else _UNSET
 
 
+def _masquerade_bit(value: object, name: str) -> object:
+    """A pointer field in v1alpha1: null is the default (14), and 0 is bit 0."""
+    if value is None:
+        return _UNSET
+    bit = _typed(value, int, name, "an integer within [0, 31]")
+    if not 0 <= bit <= 31:
+        raise ConfigError(f"{name}: must be within the range [0, 31], not {bit}")
+    return bit
+
+
 def _verbosity(value: object, name: str) -> object:
     if value is None:
         return _UNSET
@@ -153,6 +165,10 @@ _APPLIED: dict[str, Converter] = {
     "hostname_override": _hostname,
     "cluster_cidrs": _cluster_cidrs,
     "masquerade_all": _boolean,
+    "masquerade_bit": _masquerade_bit,
+    "detect_local_mode": partial(_from_text, parse_detect_local_mode),
+    "pod_bridge_interface": partial(_from_text, parse_interface_name),
+    "pod_interface_name_prefix": partial(_from_text, parse_interface_name),
     "nodeport_addresses": partial(_from_list, parse_nodeport_addresses),
     "ipvs_scheduler": partial(_from_text, parse_scheduler),
     "ipvs_sync_period": _duration,
@@ -199,8 +215,6 @@ _UNUSED = frozenset(
         "portRange",
         "udpIdleTimeout",
         "windowsRunAsService",
-        "detectLocal.bridgeInterface",
-        "detectLocal.interfaceNamePrefix",
         "clientConnection.acceptContentTypes",
         "clientConnection.contentType",
         "clientConnection.qps",
@@ -209,7 +223,6 @@ _UNUSED = frozenset(
         "logging.flushFrequency",
         "logging.vmodule",
         "logging.options",
-        "iptables.masqueradeBit",
         "iptables.localhostNodePorts",
         "iptables.snatNodeInternalIP",
         "iptables.syncPeriod",
@@ -249,7 +262,6 @@ class _Reader:
             "apiVersion": lambda value, name: None,
             "kind": lambda value, name: None,
             "mode": self._mode,
-            "detectLocalMode": self._detect_local_mode,
             "bindAddress": self._bind_address,
             "featureGates": self._feature_gates,
         }
@@ -305,14 +317,6 @@ class _Reader:
             self.layer.warnings.append(
                 f"{name}: {mode!r}: ipvsd programs IPVS only; it reads the ipvs section and "
                 "iptables.masqueradeAll, as kube-proxy's ipvs mode does"
-            )
-
-    def _detect_local_mode(self, value: object, name: str) -> None:
-        mode = _typed(value, str, name, "a string") if value is not None else ""
-        if mode not in ("", "ClusterCIDR"):
-            self.layer.warnings.append(
-                f"{name}: {mode!r} is not supported; ipvsd tells pod traffic by clusterCIDR "
-                "(--cluster-cidr) only"
             )
 
     def _bind_address(self, value: object, name: str) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 from ipvsd.config.values import (
     ConfigError,
+    DetectLocalMode,
     NodePortAddresses,
     TopologySource,
     format_go_duration,
@@ -83,6 +84,19 @@ class ProxyConfig:
     )
     masquerade_all: bool = field(
         default=False, metadata=_named("--masquerade-all", "iptables.masqueradeAll")
+    )
+    masquerade_bit: int = field(
+        default=14, metadata=_named("--iptables-masquerade-bit", "iptables.masqueradeBit")
+    )
+    detect_local_mode: DetectLocalMode = field(
+        default="ClusterCIDR", metadata=_named("--detect-local-mode", "detectLocalMode")
+    )
+    pod_bridge_interface: str = field(
+        default="", metadata=_named("--pod-bridge-interface", "detectLocal.bridgeInterface")
+    )
+    pod_interface_name_prefix: str = field(
+        default="",
+        metadata=_named("--pod-interface-name-prefix", "detectLocal.interfaceNamePrefix"),
     )
     nodeport_addresses: NodePortAddresses = field(
         default=NodePortAddresses(), metadata=_named("--nodeport-addresses", "nodePortAddresses")
@@ -159,9 +173,23 @@ class ProxyConfig:
 
     @property
     def firewall_config(self) -> FirewallConfig:
-        """What the nftables rules depend on besides the Services: who is a pod, and
-        --masquerade-all."""
-        return FirewallConfig(cluster_cidrs=self.cluster_cidrs, masquerade_all=self.masquerade_all)
+        """What the nftables rules depend on besides the Services: how traffic from this
+        node's pods is told apart (--detect-local-mode), --masquerade-all and the mark bit.
+
+        In NodeCIDR mode the pod CIDRs are the own Node's `spec.podCIDRs`, known only once
+        the Node is read: the syncer fills them in (`FirewallConfig.pod_cidrs_from_node`).
+        """
+        mode = self.detect_local_mode
+        return FirewallConfig(
+            pod_cidrs=self.cluster_cidrs if mode == "ClusterCIDR" else (),
+            pod_cidrs_from_node=mode == "NodeCIDR",
+            pod_interface=self.pod_bridge_interface if mode == "BridgeInterface" else "",
+            pod_interface_prefix=(
+                self.pod_interface_name_prefix if mode == "InterfaceNamePrefix" else ""
+            ),
+            masquerade_all=self.masquerade_all,
+            masquerade_bit=self.masquerade_bit,
+        )
 
 
 _FIELDS = {f.name: f for f in fields(ProxyConfig)}
@@ -279,6 +307,17 @@ def _check(config: ProxyConfig, origin: Callable[[str], str]) -> None:
         )
     if config.verbosity < 0:
         raise ConfigError(f"{origin('verbosity')}: must not be negative")
+    if not 0 <= config.masquerade_bit <= 31:
+        raise ConfigError(f"{origin('masquerade_bit')}: must be within the range [0, 31]")
+    for mode, name in (
+        ("BridgeInterface", "pod_bridge_interface"),
+        ("InterfaceNamePrefix", "pod_interface_name_prefix"),
+    ):
+        if config.detect_local_mode == mode and not getattr(config, name):
+            raise ConfigError(
+                f"{origin(name)}: must not be empty with "
+                f"{origin('detect_local_mode')}={mode} (it names the pods' interface)"
+            )
     healthz, metrics = config.healthz_bind_address, config.metrics_bind_address
     if healthz and metrics and _listeners_clash(healthz, metrics):
         raise ConfigError(

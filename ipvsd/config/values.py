@@ -24,6 +24,9 @@ from ipvsd.model.service import IPNetwork
 
 TopologySource = Literal["hints", "spec", "auto"]
 TOPOLOGY_SOURCES: tuple[TopologySource, ...] = get_args(TopologySource)
+# kube-proxy's --detect-local-mode: how traffic from this node's pods is told from the rest.
+DetectLocalMode = Literal["ClusterCIDR", "NodeCIDR", "BridgeInterface", "InterfaceNamePrefix"]
+DETECT_LOCAL_MODES: tuple[DetectLocalMode, ...] = get_args(DetectLocalMode)
 
 ALL_ADDRESSES = (IPv4Network("0.0.0.0/0"), IPv6Network("::/0"))
 LOOPBACK = (IPv4Network("127.0.0.0/8"), IPv6Network("::1/128"))
@@ -297,6 +300,44 @@ def parse_topology_source(text: str, name: str) -> TopologySource:
         if text == source:
             return source
     raise ConfigError(f"{name}: {text!r} is not one of {', '.join(TOPOLOGY_SOURCES)}")
+
+
+def parse_detect_local_mode(text: str, name: str) -> DetectLocalMode:
+    """kube-proxy's detect-local modes; empty means the default, ClusterCIDR, as in kube-proxy."""
+    if not text.strip():
+        return "ClusterCIDR"
+    for mode in DETECT_LOCAL_MODES:
+        if text.strip() == mode:
+            return mode
+    raise ConfigError(f"{name}: {text!r} is not one of {', '.join(DETECT_LOCAL_MODES)}")
+
+
+_INTERFACE = re.compile(r"[A-Za-z0-9_.@+-]{1,15}")
+
+
+def parse_interface_name(text: str, name: str) -> str:
+    """A network interface name or name prefix (`cni0`, `veth`); empty means unset.
+
+    kube-proxy only refuses an empty one where a mode needs it (checked with the other
+    settings). ipvsd also refuses what no Linux interface can be called (longer than 15
+    bytes, with '/', ':', whitespace or quotes): the name ends up in an nftables rule, and a
+    name no interface has would match nothing there, silently.
+    """
+    body = text.strip()
+    if body and (not _INTERFACE.fullmatch(body) or body in (".", "..")):
+        raise ConfigError(
+            f"{name}: {text!r} is not an interface name (1-15 letters, digits or '_.@+-', "
+            "such as cni0 or veth)"
+        )
+    return body
+
+
+def parse_masquerade_bit(text: str, name: str) -> int:
+    """The mark bit kube-proxy's rules use for masquerade (`--iptables-masquerade-bit`)."""
+    body = text.strip()
+    if not re.fullmatch(r"[0-9]{1,2}", body) or int(body) > 31:
+        raise ConfigError(f"{name}: {text!r} must be within the range [0, 31]")
+    return int(body)
 
 
 def parse_verbosity(text: str, name: str) -> int:

@@ -12,7 +12,10 @@ Hook priorities matter with IPVS: it takes packets for a VIP in LOCAL_IN at prio
 locally generated ones in LOCAL_OUT at -99), so the filters that must see a packet before IPVS
 does run at priority `filter` (0) on input and `mangle` (-150) on output.
 
-The masquerade mark is 0x4000, kube-proxy's, so a node can be migrated without surprises.
+The masquerade mark is kube-proxy's (bit 14, 0x4000, unless `--iptables-masquerade-bit` moves
+it), so a node can be migrated without surprises and a CNI that moved kube-proxy's bit keeps
+working. Which traffic comes from this node's pods (kube-proxy's detect-local) is a match on
+the source address (`pod_cidrs4/6`) or on the interface the packet came in on (`iifname`).
 """
 
 from __future__ import annotations
@@ -23,12 +26,11 @@ from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
-from ipvsd.model.firewall import Firewall, FirewallChanges
+from ipvsd.model.firewall import Firewall, FirewallChanges, FirewallConfig
 from ipvsd.model.ipvs import IPAddress, Protocol
 from ipvsd.model.service import IPNetwork
 
 TABLE = "ipvsd"
-MASQUERADE_MARK = 0x4000
 _PROTOCOL_NAMES = {int(p): p.name.lower() for p in Protocol}
 
 
@@ -99,8 +101,8 @@ def _family_sets(firewall: Firewall, elements: dict[str, list[str]], v4: bool) -
         _set(f"{name}{n}", kind.format(addr=addr), elements[f"{name}{n}"], interval=interval)
         for name, kind, interval, _write in _FAMILY_SETS
     ]
-    cidrs = [str(net) for net in firewall.config.cluster_cidrs if _is_v4(net) == v4]
-    declared.append(_set(f"cluster_cidrs{n}", addr, cidrs, interval=True))
+    cidrs = [str(net) for net in firewall.config.pod_cidrs if _is_v4(net) == v4]
+    declared.append(_set(f"pod_cidrs{n}", addr, cidrs, interval=True))
     return "".join(declared)
 
 
@@ -118,16 +120,35 @@ def render_changes(changes: FirewallChanges) -> str:
     return "".join(lines)
 
 
+def _mark(config: FirewallConfig) -> str:
+    return f"meta mark set meta mark | {config.masquerade_mark:#x}"
+
+
+def _from_pods(config: FirewallConfig, v4: bool) -> tuple[str, str] | None:
+    """(matches traffic from this node's pods, matches the rest) in one family, per the
+    detect-local mode; None when pods cannot be told apart in that family."""
+    n, ip = ("4", "ip") if v4 else ("6", "ip6")
+    if config.pod_interface:
+        return f'iifname "{config.pod_interface}"', f'iifname != "{config.pod_interface}"'
+    if config.pod_interface_prefix:
+        pattern = f'"{config.pod_interface_prefix}*"'
+        return f"iifname {pattern}", f"iifname != {pattern}"
+    if any(_is_v4(net) == v4 for net in config.pod_cidrs):
+        return f"{ip} saddr @pod_cidrs{n}", f"{ip} saddr != @pod_cidrs{n}"
+    return None
+
+
 def _mark_rules(firewall: Firewall, v4: bool) -> list[str]:
     n, ip = ("4", "ip") if v4 else ("6", "ip6")
-    mark = f"meta mark set meta mark | {MASQUERADE_MARK:#x}"
+    config = firewall.config
+    mark = _mark(config)
     match = f"{ip} daddr . meta l4proto . th dport"
-    has_cidrs = any(_is_v4(net) == v4 for net in firewall.config.cluster_cidrs)
+    pods = _from_pods(config, v4)
     rules = []
-    if firewall.config.masquerade_all:
+    if config.masquerade_all:
         rules.append(f"{match} @cluster_ip_ports{n} {mark}")
-    elif has_cidrs:  # without --cluster-cidr kube-proxy cannot tell pods apart: no masquerade
-        rules.append(f"{match} @cluster_ip_ports{n} {ip} saddr != @cluster_cidrs{n} {mark}")
+    elif pods is not None:
+        rules.append(f"{match} @cluster_ip_ports{n} {pods[1]} {mark}")
     rules.append(f"{match} @masquerade_ports{n} {mark}")
     return rules
 
@@ -149,8 +170,9 @@ def _chain(name: str, rules: Iterable[str], *, hook: str = "") -> str:
 
 def render(firewall: Firewall) -> str:
     """The `nft -f` script that replaces ipvsd's table with the one `firewall` describes."""
-    mark = f"meta mark set meta mark | {MASQUERADE_MARK:#x}"
-    is_marked = f"meta mark & {MASQUERADE_MARK:#x} == {MASQUERADE_MARK:#x}"
+    config = firewall.config
+    mark, bit = _mark(config), config.masquerade_mark
+    is_marked = f"meta mark & {bit:#x} == {bit:#x}"
     elements = _family_elements(firewall)
     other = _other_elements(firewall)
     masquerade_marks = [
@@ -158,7 +180,7 @@ def render(firewall: Firewall) -> str:
         *_mark_rules(firewall, False),
         f"fib daddr type local meta l4proto . th dport @node_ports {mark}",
     ]
-    unmark = f"meta mark set meta mark & {~MASQUERADE_MARK & 0xFFFFFFFF:#x}"
+    unmark = f"meta mark set meta mark & {~bit & 0xFFFFFFFF:#x}"
     body = "".join(
         [
             _family_sets(firewall, elements, True),

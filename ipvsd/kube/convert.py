@@ -17,6 +17,7 @@ zones), which keeps both sync time and memory small.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
 from collections.abc import Callable
@@ -587,7 +588,22 @@ def _node(raw: RawObject) -> Node:
         ),
         deleting=meta.get("deletionTimestamp") is not None or tainted,
         primary_addresses=_primary_addresses(raw),
+        pod_cidrs=_pod_cidrs(spec),
     )
+
+
+def _pod_cidrs(spec: dict[str, Any]) -> tuple[IPNetwork, ...]:
+    """`spec.podCIDRs` (else the older `spec.podCIDR`), in order; entries that are not CIDRs
+    are left out rather than costing the Node its other fields (only NodeCIDR detect-local
+    reads them)."""
+    listed = spec.get("podCIDRs")
+    items = listed if isinstance(listed, list) and listed else [spec.get("podCIDR")]
+    cidrs = []
+    for item in items:
+        if isinstance(item, str):
+            with contextlib.suppress(ValueError):
+                cidrs.append(ip_network(item, strict=False))
+    return tuple(cidrs)
 
 
 def _primary_addresses(raw: RawObject) -> tuple[IPAddress, ...]:

@@ -17,10 +17,36 @@ from ipvsd.model.service import IPNetwork
 VipPort = tuple[IPAddress, int, int]  # (address, IP protocol number, port)
 
 
+DEFAULT_MASQUERADE_BIT = 14  # kube-proxy's --iptables-masquerade-bit
+
+
 @dataclass(frozen=True, slots=True)
 class FirewallConfig:
-    cluster_cidrs: tuple[IPNetwork, ...] = ()
+    """What the fixed rules depend on besides the Services.
+
+    Traffic from this node's pods (kube-proxy's detect-local) is told apart by its source
+    address (`pod_cidrs`: the cluster CIDR, or the Node's pod CIDRs when
+    `pod_cidrs_from_node`, which the syncer fills in from the Node) or by the interface it
+    arrives on (`pod_interface`: a bridge; `pod_interface_prefix`: every interface whose name
+    starts so). With none of them, pods cannot be told apart in that IP family.
+    """
+
+    pod_cidrs: tuple[IPNetwork, ...] = ()
+    pod_cidrs_from_node: bool = False
+    pod_interface: str = ""
+    pod_interface_prefix: str = ""
     masquerade_all: bool = False
+    masquerade_bit: int = DEFAULT_MASQUERADE_BIT
+
+    @property
+    def masquerade_mark(self) -> int:
+        return 1 << self.masquerade_bit
+
+    def detects_pods(self, version: int) -> bool:
+        """Whether traffic from pods can be told apart in IP `version` (4 or 6)."""
+        return bool(self.pod_interface or self.pod_interface_prefix) or any(
+            net.version == version for net in self.pod_cidrs
+        )
 
 
 @dataclass(frozen=True, slots=True)

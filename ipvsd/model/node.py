@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ipvsd.model.ipvs import IPAddress
+from ipvsd.model.service import IPNetwork
 
 ZONE_LABEL = "topology.kubernetes.io/zone"
 REGION_LABEL = "topology.kubernetes.io/region"
@@ -24,6 +25,7 @@ class Node:
     labels: tuple[tuple[str, str], ...] = ()
     deleting: bool = False
     primary_addresses: tuple[IPAddress, ...] = ()  # first InternalIP per family, else ExternalIP
+    pod_cidrs: tuple[IPNetwork, ...] = ()  # spec.podCIDRs (--detect-local-mode=NodeCIDR)
 
     def label(self, key: str) -> str | None:
         for name, value in self.labels:

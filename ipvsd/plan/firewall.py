@@ -93,14 +93,22 @@ def masquerade_decision(
     if entry.kind is VipKind.CLUSTER_IP:
         if config.masquerade_all:
             return "masqueraded (--masquerade-all)"
-        family = entry.server.key.family
-        pods = [str(n) for n in config.cluster_cidrs if Family.of(n.network_address) is family]
+        pods = _pods_in_words(config, entry.server.key.family)
         if pods:
-            return f"masqueraded unless the source is a pod ({', '.join(pods)})"
+            return f"masqueraded unless the source is a pod ({pods})"
         return "not masqueraded (no --cluster-cidr of this family tells pods from other sources)"
     if service.external_traffic_policy is TrafficPolicy.CLUSTER:
         return "masqueraded (externalTrafficPolicy Cluster: replies must come back through here)"
     return "not masqueraded: clients keep their address (externalTrafficPolicy Local)"
+
+
+def _pods_in_words(config: FirewallConfig, family: Family) -> str:
+    """How this node's pods are recognised in `family` (empty: they are not)."""
+    if config.pod_interface:
+        return f"arriving on {config.pod_interface}"
+    if config.pod_interface_prefix:
+        return f"arriving on {config.pod_interface_prefix}*"
+    return ", ".join(str(n) for n in config.pod_cidrs if Family.of(n.network_address) is family)
 
 
 def _local(entry: DesiredVirtualServer) -> Iterable[RealServer]:

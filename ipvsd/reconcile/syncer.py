@@ -27,7 +27,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv6Address
 from typing import Protocol
 
@@ -232,6 +232,7 @@ class Syncer:
                 excluded=self.settings.exclude_cidrs,
             )
             parts = {ref: self._firewall_part(current[ref], d) for ref, d in planned.items()}
+            self._ledger.config = firewall_config(self.settings.firewall, self._own_node())
             loading = asyncio.ensure_future(self._firewall.apply(self._ledger.reset(parts)))
             ops = diff_tables(
                 table, observed, owns=ownership.owns, drain_expired=self._drains.expired
@@ -506,6 +507,19 @@ def node_context(
         topology_source=settings.topology_source,
         external_ips=settings.external_ips,
     )
+
+
+def firewall_config(config: FirewallConfig, node: Node | None) -> FirewallConfig:
+    """`config` with the pod CIDRs filled in where they come from the Node (NodeCIDR mode):
+    the first of each family of its `spec.podCIDRs`, as kube-proxy takes them. A Node without
+    any (not yet allocated) tells no pods apart until it has some; a Node change is a full
+    sync, which calls this again."""
+    if not config.pod_cidrs_from_node:
+        return config
+    first: dict[int, IPNetwork] = {}
+    for network in node.pod_cidrs if node is not None else ():
+        first.setdefault(network.version, network)
+    return replace(config, pod_cidrs=tuple(first[v] for v in sorted(first)))
 
 
 def node_port_addresses(

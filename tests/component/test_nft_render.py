@@ -23,7 +23,7 @@ TCP, UDP, SCTP = int(Protocol.TCP), int(Protocol.UDP), int(Protocol.SCTP)
 V4, V6 = parse_address("10.96.0.10"), parse_address("fd00:96::10")
 FULL = Firewall(
     config=FirewallConfig(
-        cluster_cidrs=(ip_network("10.244.0.0/16"), ip_network("fd00:244::/56")),
+        pod_cidrs=(ip_network("10.244.0.0/16"), ip_network("fd00:244::/56")),
     ),
     vips=frozenset({V4, V6}),
     vip_ports=frozenset({(V4, TCP, 80), (V4, UDP, 53), (V6, SCTP, 9000)}),
@@ -64,6 +64,43 @@ def test_without_cluster_cidrs_cluster_ip_traffic_is_not_marked_unless_masquerad
     assert "@cluster_ip_ports4" not in plain.split("chain mark_for_masquerade")[1].split("}")[0]
     marked = render(Firewall(config=FirewallConfig(masquerade_all=True)))
     assert "@cluster_ip_ports4 meta mark set" in marked
+
+
+def mark_chain(firewall: Firewall) -> list[str]:
+    """The rules of chain mark_for_masquerade, as rendered."""
+    chain = render(firewall).split("chain mark_for_masquerade {")[1].split("}")[0]
+    return [line.strip() for line in chain.strip().splitlines()]
+
+
+@pytest.mark.parametrize(
+    ("config", "not_from_pods"),
+    [
+        (FirewallConfig(pod_cidrs=(ip_network("10.244.0.0/16"),)),
+         "ip saddr != @pod_cidrs4"),
+        (FirewallConfig(pod_interface="cni0"), 'iifname != "cni0"'),
+        (FirewallConfig(pod_interface_prefix="veth"), 'iifname != "veth*"'),
+    ],
+    ids=["ClusterCIDR-or-NodeCIDR", "BridgeInterface", "InterfaceNamePrefix"],
+)  # fmt: skip
+def test_cluster_ip_traffic_not_from_pods_is_marked_per_detect_local_mode(
+    config: FirewallConfig, not_from_pods: str
+) -> None:
+    firewall = replace(FULL, config=config)
+    rule = "ip daddr . meta l4proto . th dport @cluster_ip_ports4 "
+    assert f"{rule}{not_from_pods} meta mark set meta mark | 0x4000" in mark_chain(firewall)
+    assert check_support(firewall) is None
+
+
+def test_the_masquerade_bit_moves_every_mark_and_match() -> None:
+    """A CNI that moved kube-proxy's bit (--iptables-masquerade-bit=5): ipvsd marks, accepts,
+    masquerades and clears that bit, and never touches 0x4000."""
+    table = render(replace(FULL, config=replace(FULL.config, masquerade_bit=5)))
+    assert "0x4000" not in table
+    assert "meta mark set meta mark | 0x20" in table
+    assert "meta mark & 0x20 == 0x20 accept" in table
+    assert "meta mark & 0x20 == 0x20 meta mark set meta mark & 0xffffffdf masquerade" in table
+    for bit in (0, 31):
+        assert check_support(replace(FULL, config=FirewallConfig(masquerade_bit=bit))) is None
 
 
 def nft_check(script: str) -> subprocess.CompletedProcess[str]:

@@ -15,7 +15,7 @@ import subprocess
 from ipvsd.dataplane.nft import check_support
 from ipvsd.model.firewall import Firewall, FirewallConfig
 from ipaddress import ip_network
-config = FirewallConfig(cluster_cidrs=(ip_network("10.128.0.0/14"),), masquerade_all=True)
+config = FirewallConfig(pod_cidrs=(ip_network("10.128.0.0/14"),), masquerade_all=True)
 print(repr(check_support(Firewall(config=config))))
 print(subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout.strip())
 """

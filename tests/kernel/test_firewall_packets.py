@@ -33,7 +33,7 @@ from tests.kernel.firewall_support import CLUSTER_IP, EXTERNAL_IP, REF, firewall
 pytestmark = pytest.mark.kernel
 
 NODE = NodeContext("node-a")
-CONFIG = FirewallConfig(cluster_cidrs=(ip_network("10.200.1.0/24"),))
+CONFIG = FirewallConfig(pod_cidrs=(ip_network("10.200.1.0/24"),))
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ async def program(net: Lab) -> AsyncIterator[object]:
     addresses = RtnlAddresses()
     firewall = NftFirewall()
 
-    async def apply(service: Service) -> None:
+    async def apply(service: Service, config: FirewallConfig = CONFIG) -> None:
         slices = [
             EndpointSlice(
                 "default", "web-1", REF, Family.INET, (EndpointPort("http", Protocol.TCP, 8080),),
@@ -60,7 +60,7 @@ async def program(net: Lab) -> AsyncIterator[object]:
         (await ipvs.apply(ops)).raise_first()
         await addresses.ensure_device()
         await addresses.bind(desired.bound_addresses)
-        await firewall.apply(firewall_for([(service, desired)], CONFIG))
+        await firewall.apply(firewall_for([(service, desired)], config))
 
     yield apply
     subprocess.run(["ipvsadm", "-C"], check=True)
@@ -117,3 +117,21 @@ async def test_load_balancer_source_ranges_admit_listed_clients_only(program) ->
         http_get("client", EXTERNAL_IP, 80, timeout=2)
     await program(replace(lb, load_balancer_source_ranges=(ip_network("10.200.2.0/24"),)))
     assert seen_by_pod("client", EXTERNAL_IP) == "10.200.1.1"
+
+
+@pytest.mark.parametrize(
+    ("detection", "seen"),
+    [
+        (FirewallConfig(pod_interface="vclient"), "10.200.2.2"),  # a pod: keeps its address
+        (FirewallConfig(pod_interface_prefix="vpod"), "10.200.1.1"),  # not a pod: masqueraded
+        (FirewallConfig(pod_cidrs=(ip_network("10.200.2.0/24"),)), "10.200.2.2"),
+    ],
+    ids=["BridgeInterface", "InterfaceNamePrefix", "pod-CIDRs"],
+)
+async def test_detect_local_modes_tell_pods_from_other_cluster_ip_clients(  # type: ignore[no-untyped-def]
+    program, detection: FirewallConfig, seen: str
+) -> None:
+    """`client` comes in on interface vclient from 10.200.2.2: a pod by that interface (or
+    its address), not one under the prefix vpod (pod-a's link is vpod-a)."""
+    await program(web(), detection)
+    assert seen_by_pod("client", CLUSTER_IP) == seen

@@ -61,7 +61,7 @@ async def synced(net: Lab) -> AsyncIterator[tuple[Syncer, Cluster]]:
         settings=SyncSettings(
             node_name="node-a",
             families=(Family.INET,),
-            firewall=FirewallConfig(cluster_cidrs=(ip_network("10.200.1.0/24"),)),
+            firewall=FirewallConfig(pod_cidrs=(ip_network("10.200.1.0/24"),)),
         ),
         services=lambda: list(cluster.services.values()),
         slices_of=cluster.slices,

@@ -80,6 +80,11 @@ def write_config(tmp_path: Path, body: str) -> str:
         (["--node-port-range=30000-31000"], "node_port_range", (30000, 31000)),
         (["--topology-source=auto"], "topology_source", "auto"),
         (["--topology-source", "spec"], "topology_source", "spec"),
+        (["--iptables-masquerade-bit=15"], "masquerade_bit", 15),
+        (["--detect-local-mode", "NodeCIDR"], "detect_local_mode", "NodeCIDR"),
+        (["--detect-local-mode="], "detect_local_mode", "ClusterCIDR"),
+        (["--pod-bridge-interface=cni0"], "pod_bridge_interface", "cni0"),
+        (["--pod-interface-name-prefix", "veth"], "pod_interface_name_prefix", "veth"),
     ],
 )  # fmt: skip
 def test_every_flag(argv: list[str], name: str, value: object) -> None:
@@ -98,6 +103,8 @@ def test_every_flag_of_the_table_is_tested_above() -> None:
         "--healthz-bind-address", "--metrics-bind-address", "--cleanup", "-v", "--proxy-name",
         "--dry-run", "--once", "--node-port-range", "--topology-source",
         "--serve-only-labelled", "--ipvs-drain-timeout", "--service-external-ip-range",
+        "--iptables-masquerade-bit", "--detect-local-mode", "--pod-bridge-interface",
+        "--pod-interface-name-prefix",
     }  # fmt: skip
     assert {flag.name for flag in FLAGS} == tested
 
@@ -214,8 +221,7 @@ def test_ignored_value_flags_take_a_spaced_value(name: str) -> None:
 @pytest.mark.parametrize(
     "argv",
     [
-        ["--proxy-mode=ipvs"], ["--proxy-mode", ""], ["--detect-local-mode=ClusterCIDR"],
-        ["--iptables-masquerade-bit=14"], ["--logging-format=text"],
+        ["--proxy-mode=ipvs"], ["--proxy-mode", ""], ["--logging-format=text"],
     ],
 )  # fmt: skip
 def test_ignored_flags_whose_value_ipvsd_follows_are_only_noted(argv: list[str]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import fields
 from ipaddress import ip_address, ip_network
 
@@ -16,9 +17,12 @@ from ipvsd.config.values import (
     parse_bind_address,
     parse_cidr,
     parse_cluster_cidrs,
+    parse_detect_local_mode,
     parse_go_bool,
     parse_go_duration,
     parse_hostname_override,
+    parse_interface_name,
+    parse_masquerade_bit,
     parse_nodeport_addresses,
     parse_port_range,
     parse_proxy_name,
@@ -26,6 +30,7 @@ from ipvsd.config.values import (
     parse_topology_source,
     parse_verbosity,
 )
+from ipvsd.model.firewall import FirewallConfig
 from ipvsd.model.ipvs import Timeouts
 
 
@@ -73,6 +78,10 @@ def layer(origin: str = "--test", /, **values: object) -> Layer:
         ("topology_source", "hints"),
         ("dry_run", False),
         ("once", False),
+        ("masquerade_bit", 14),
+        ("detect_local_mode", "ClusterCIDR"),
+        ("pod_bridge_interface", ""),
+        ("pod_interface_name_prefix", ""),
         ("allow_service_external_ips", True),  # the gate's v1.36 default (KEP-5707)
         ("service_external_ip_ranges", ()),  # ipvsd's own: every externalIP is served
     ],
@@ -90,6 +99,10 @@ def test_every_field_names_its_flag_and_the_applied_file_fields_are_v1alpha1s() 
         "node_name": "hostnameOverride",
         "cluster_cidrs": "clusterCIDR",
         "masquerade_all": "iptables.masqueradeAll",
+        "masquerade_bit": "iptables.masqueradeBit",
+        "detect_local_mode": "detectLocalMode",
+        "pod_bridge_interface": "detectLocal.bridgeInterface",
+        "pod_interface_name_prefix": "detectLocal.interfaceNamePrefix",
         "nodeport_addresses": "nodePortAddresses",
         "ipvs_scheduler": "ipvs.scheduler",
         "ipvs_sync_period": "ipvs.syncPeriod",
@@ -349,6 +362,11 @@ def test_empty_hostname_without_override_is_an_error() -> None:
         ({"metrics_bind_address": "0.0.0.0:10256"}, r"^--healthz-bind-address \(0.0.0.0:10256\)"
                                                     r" and --test \(0.0.0.0:10256\) would listen"),
         ({"healthz_bind_address": "127.0.0.1:10249"}, r"^--test .* --metrics-bind-address"),
+        ({"masquerade_bit": 32}, r"^--test: must be within the range \[0, 31\]"),
+        ({"detect_local_mode": "BridgeInterface"},
+         r"^--pod-bridge-interface: must not be empty with --test=BridgeInterface"),
+        ({"detect_local_mode": "InterfaceNamePrefix", "pod_bridge_interface": "cni0"},
+         r"^--pod-interface-name-prefix: must not be empty with --test=InterfaceNamePrefix"),
     ],
 )  # fmt: skip
 def test_validation_errors_name_the_source(values: dict[str, object], message: str) -> None:
@@ -419,3 +437,47 @@ def test_klog_verbosity_maps_to_logging_levels(verbosity: int, level: int) -> No
 def test_ipvs_timeouts_are_whole_seconds() -> None:
     config = ProxyConfig(ipvs_tcp_timeout=900.9, ipvs_tcpfin_timeout=0.5, ipvs_udp_timeout=300.0)
     assert config.ipvs_timeouts == Timeouts(tcp=900, tcp_fin=0, udp=300)
+
+
+@pytest.mark.parametrize(
+    ("values", "detection"),
+    [
+        ({}, FirewallConfig()),
+        ({"cluster_cidrs": (ip_network("10.244.0.0/16"),)},
+         FirewallConfig(pod_cidrs=(ip_network("10.244.0.0/16"),))),
+        ({"cluster_cidrs": (ip_network("10.244.0.0/16"),), "detect_local_mode": "NodeCIDR"},
+         FirewallConfig(pod_cidrs_from_node=True)),
+        ({"detect_local_mode": "BridgeInterface", "pod_bridge_interface": "cni0",
+          "pod_interface_name_prefix": "veth"}, FirewallConfig(pod_interface="cni0")),
+        ({"detect_local_mode": "InterfaceNamePrefix", "pod_interface_name_prefix": "veth"},
+         FirewallConfig(pod_interface_prefix="veth")),
+        ({"masquerade_bit": 3, "masquerade_all": True},
+         FirewallConfig(masquerade_bit=3, masquerade_all=True)),
+    ],
+)  # fmt: skip
+def test_the_detect_local_mode_decides_how_the_firewall_tells_pods(
+    values: dict[str, object], detection: FirewallConfig
+) -> None:
+    """Only the chosen mode's setting counts, as in kube-proxy (a --cluster-cidr beside
+    NodeCIDR is not used to tell pods)."""
+    assert build(layer(**values)).firewall_config == detection
+
+
+@pytest.mark.parametrize(
+    ("parse", "text", "message"),
+    [
+        (parse_detect_local_mode, "nodecidr", "is not one of ClusterCIDR, NodeCIDR"),
+        (parse_interface_name, "a-very-long-name0", "is not an interface name"),
+        (parse_interface_name, "cni0 x", "is not an interface name"),
+        (parse_interface_name, "..", "is not an interface name"),
+        (parse_masquerade_bit, "-1", "must be within the range [0, 31]"),
+        (parse_masquerade_bit, "0x4000", "must be within the range [0, 31]"),
+    ],
+)
+def test_detect_local_and_masquerade_bit_syntax(
+    parse: Callable[[str, str], object], text: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse(text, "--flag")
+    assert str(raised.value).startswith(f"--flag: {text!r}")
+    assert message in str(raised.value)

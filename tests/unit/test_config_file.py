@@ -111,10 +111,45 @@ def test_modes_other_than_ipvs_are_warned(mode: str | None, warned: bool) -> Non
         assert warnings[0].startswith(f"mode in kp.yaml: {mode!r}: ipvsd programs IPVS only")
 
 
-def test_detect_local_modes_other_than_cluster_cidr_are_warned() -> None:
-    assert not read(detectLocalMode="ClusterCIDR").warnings
-    (warning,) = read(detectLocalMode="NodeCIDR").warnings
-    assert warning.startswith("detectLocalMode in kp.yaml: 'NodeCIDR' is not supported")
+@pytest.mark.parametrize(
+    ("fields", "values"),
+    [
+        ({"detectLocalMode": "NodeCIDR"}, {"detect_local_mode": "NodeCIDR"}),
+        ({"detectLocalMode": "", "detectLocal": {"bridgeInterface": ""}}, {}),
+        ({"detectLocalMode": "BridgeInterface", "detectLocal": {"bridgeInterface": "cni0"}},
+         {"detect_local_mode": "BridgeInterface", "pod_bridge_interface": "cni0"}),
+        ({"detectLocal": {"interfaceNamePrefix": "veth"}},
+         {"pod_interface_name_prefix": "veth"}),
+        ({"iptables": {"masqueradeBit": 0}}, {"masquerade_bit": 0}),  # a pointer: 0 is bit 0
+        ({"iptables": {"masqueradeBit": None}}, {}),
+    ],
+)  # fmt: skip
+def test_detect_local_and_the_masquerade_bit_are_read(
+    fields: dict[str, Any], values: dict[str, object]
+) -> None:
+    layer = read(**fields)
+    assert (layer.values, layer.warnings) == (values, [])
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"detectLocalMode": "PodCIDR"}, "detectLocalMode in kp.yaml: 'PodCIDR' is not one of "
+                                         "ClusterCIDR, NodeCIDR, BridgeInterface"),
+        ({"detectLocal": {"bridgeInterface": 'cni0"; drop'}},
+         "detectLocal.bridgeInterface in kp.yaml: 'cni0\"; drop' is not an interface name"),
+        ({"iptables": {"masqueradeBit": 32}},
+         "iptables.masqueradeBit in kp.yaml: must be within the range [0, 31], not 32"),
+        ({"iptables": {"masqueradeBit": "14"}},
+         "iptables.masqueradeBit in kp.yaml: must be an integer within [0, 31], not '14'"),
+    ],
+)  # fmt: skip
+def test_bad_detect_local_and_masquerade_bit_values_are_named(
+    fields: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        read(**fields)
+    assert str(raised.value).startswith(message)
 
 
 def test_unknown_fields_are_one_warning_naming_them() -> None:
@@ -155,13 +190,13 @@ def test_set_fields_ipvsd_does_not_use_are_one_note() -> None:
         oomScoreAdj=-999,
         portRange="",
         winkernel={"enableDSR": False},
-        iptables={"masqueradeBit": 14, "syncPeriod": "30s"},
+        iptables={"syncPeriod": "30s"},
         featureGates={"SomeGate": True},
     )
     assert layer.notes == [
         "featureGates in kp.yaml: kube-proxy feature gates ignored: SomeGate=true",
         "kp.yaml: kube-proxy settings ipvsd does not use: conntrack, oomScoreAdj, "
-        "iptables.masqueradeBit, iptables.syncPeriod",
+        "iptables.syncPeriod",
     ]
     assert not layer.warnings
 

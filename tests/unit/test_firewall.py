@@ -102,12 +102,12 @@ def test_no_source_ranges_no_restriction() -> None:
             "NodePort": "masqueraded (externalTrafficPolicy Cluster: replies must come back "
                         "through here)",
         }),
-        (TrafficPolicy.LOCAL, FirewallConfig(cluster_cidrs=(ip_network("10.244.0.0/16"),)), {
+        (TrafficPolicy.LOCAL, FirewallConfig(pod_cidrs=(ip_network("10.244.0.0/16"),)), {
             "ClusterIP": "masqueraded unless the source is a pod (10.244.0.0/16)",
             "LoadBalancer": "not masqueraded: clients keep their address "
                             "(externalTrafficPolicy Local)",
         }),
-        (TrafficPolicy.LOCAL, FirewallConfig(cluster_cidrs=(ip_network("fd00::/56"),)), {
+        (TrafficPolicy.LOCAL, FirewallConfig(pod_cidrs=(ip_network("fd00::/56"),)), {
             "ClusterIP": "not masqueraded (no --cluster-cidr of this family tells pods from "
                          "other sources)",
         }),
@@ -134,6 +134,6 @@ def test_the_masquerade_decision_in_words_follows_the_sets(
             element in sets.masquerade_ports
             or (int(key.protocol), key.port) in sets.node_ports
             or (element in sets.cluster_ip_ports and (config.masquerade_all or any(
-                n.version == key.address.version for n in config.cluster_cidrs)))
+                n.version == key.address.version for n in config.pod_cidrs)))
         )  # fmt: skip
         assert in_sets == said[entry.kind.value].startswith("masqueraded"), entry.kind
