@@ -22,7 +22,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
 from ipvsd.config.settings import ProxyConfig
 from ipvsd.dataplane.addresses import DEVICE, Addresses, RtnlAddresses
@@ -40,10 +40,12 @@ from ipvsd.kube.proxy_informers import ProxyInformers
 from ipvsd.model.firewall import Firewall
 from ipvsd.model.ipvs import DeleteService, Family, Timeouts
 from ipvsd.model.node import Node
-from ipvsd.model.service import ServiceRef
+from ipvsd.model.service import Service, ServiceRef
 from ipvsd.plan.external_ips import ExternalIPPolicy
+from ipvsd.plan.node_labels import needs_other_nodes
 from ipvsd.plan.ownership import Ownership
 from ipvsd.plan.sysctls import kernel_version, required_sysctls
+from ipvsd.reconcile.other_nodes import OtherNodesDemand, plannable
 from ipvsd.reconcile.runner import BoundedFrequencyRunner
 from ipvsd.reconcile.syncer import (
     FirewallPort,
@@ -133,23 +135,23 @@ async def _informers(
             node_name=config.node_name,
             proxy_name=config.proxy_name,
             only_labelled=config.serve_only_labelled,
-            watch_all_nodes=True,  # endpoints' topology labels come from their Nodes
         )
         tracker = ChangeTracker()
         informers.services.add_handler(tracker.services)
+        informers.services.add_handler(OtherNodesDemand(informers, _needs_other_nodes(config)))
         informers.endpoint_slices.add_handler(tracker.endpoint_slices)
         informers.own_node.add_handler(tracker.node)
-        if informers.nodes is not None:
-            informers.nodes.add_handler(tracker.nodes)
+        informers.add_nodes_handler(tracker.nodes)  # other Nodes' labels, while watched
+        informers.on_other_nodes_synced(tracker.request_full)  # held Services planned now
         yield informers, tracker, client
+
+
+def _needs_other_nodes(config: ProxyConfig) -> Callable[[Service], bool]:
+    return lambda service: needs_other_nodes(service, config.topology_source)
 
 
 def _own_node(informers: ProxyInformers) -> Node | None:
     return informers.own_node.store.get(informers.node_name)
-
-
-def _nodes(informers: ProxyInformers) -> Mapping[str, Node]:
-    return informers.nodes.store if informers.nodes is not None else {}
 
 
 def informed_syncer(
@@ -165,18 +167,29 @@ def informed_syncer(
     """The syncer reading the informers' stores, over the given adapters (the daemon's real
     ones; the benchmark's timed or fake ones). With `leftovers`, kube-proxy's leftovers are
     removed after full syncs until none is left (`reconcile.takeover`)."""
-    return Syncer(
+    needs = _needs_other_nodes(config)
+
+    def service_of(ref: ServiceRef) -> Service | None:
+        service = informers.services.store.get(f"{ref.namespace}/{ref.name}")
+        return plannable(service, syncer.service(ref), informers=informers, needs=needs)
+
+    def services() -> list[Service]:
+        found = (service_of(s.ref) for s in informers.services.store.values())
+        return [service for service in found if service is not None]
+
+    syncer = Syncer(
         ipvs=ipvs,
         addresses=addresses,
         firewall=firewall,
         settings=sync_settings(config),
-        services=informers.services.store.values,
+        services=services,
         slices_of=lambda ref: tracker.slices_of(ref).values(),
         own_node=lambda: _own_node(informers),
-        nodes=_nodes(informers),
-        service_of=lambda ref: informers.services.store.get(f"{ref.namespace}/{ref.name}"),
+        nodes=informers.other_nodes,
+        service_of=service_of,
         after_full_sync=leftovers.remove if leftovers is not None else None,
     )
+    return syncer
 
 
 def prepare_kernel(config: ProxyConfig) -> None:

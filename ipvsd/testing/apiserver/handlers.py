@@ -33,6 +33,7 @@ from ipvsd.testing.apiserver.selectors import Filter, filter_for
 from ipvsd.testing.apiserver.storage import Stored
 from ipvsd.testing.apiserver.store import Store
 from ipvsd.testing.apiserver.table import render_table, wanted_table_version
+from ipvsd.testing.apiserver.traffic import MeteredStreamResponse
 from ipvsd.testing.apiserver.watch import Render, WatchSettings, send_error_event, serve_watch
 
 JSON = "application/json"
@@ -133,7 +134,7 @@ async def send_list(
     size = len(head) + sum(map(len, bodies)) + max(len(bodies) - 1, 0) + len(b"]}")
     if size < STREAM_THRESHOLD:
         return json_response(head + b",".join(bodies) + b"]}")
-    response = web.StreamResponse(status=200, headers={"Content-Type": JSON})
+    response = MeteredStreamResponse(status=200, headers={"Content-Type": JSON})
     response.content_length = size
     await response.prepare(request)
     pending: list[bytes] = [head]

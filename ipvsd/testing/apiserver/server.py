@@ -64,6 +64,7 @@ from ipvsd.testing.apiserver.resources import RESOURCES, SERVICES, by_kind
 from ipvsd.testing.apiserver.services import ServiceStrategy
 from ipvsd.testing.apiserver.storage import Storage
 from ipvsd.testing.apiserver.store import Store
+from ipvsd.testing.apiserver.traffic import TrafficMeter
 from ipvsd.testing.apiserver.watch import WatchSettings
 
 MAX_BODY = 3 * 1024 * 1024  # the API server's request size limit
@@ -129,6 +130,7 @@ class ApiServer:
         )
         self.hints = HintController(self.store) if hint_controller else None
         self._records: deque[RequestRecord] = deque(maxlen=10_000)
+        self.traffic = TrafficMeter()  # requests and body bytes per client request, live
         self._runner: web.AppRunner | None = None
         self._restarting: asyncio.Task[None] | None = None
 
@@ -299,6 +301,7 @@ class ApiServer:
 
         app = web.Application(
             middlewares=[
+                self.traffic.middleware(),
                 request_log(self._records),
                 errors_as_status,
                 bearer_auth(lambda: self.token, allow_anonymous=self.allow_anonymous),

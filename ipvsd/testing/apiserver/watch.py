@@ -24,6 +24,7 @@ from ipvsd.testing.apiserver.reads import INITIAL_EVENTS_END, WatchStart, visibl
 from ipvsd.testing.apiserver.resources import ResourceType
 from ipvsd.testing.apiserver.selectors import Filter
 from ipvsd.testing.apiserver.storage import EventType, Storage, Stored, Subscription
+from ipvsd.testing.apiserver.traffic import MeteredStreamResponse
 
 Render = Callable[[Stored], bytes]  # an event's object on the wire (the object, or a Table)
 WRITE_CHUNK = 1 << 20
@@ -76,7 +77,7 @@ async def _write_all(response: web.StreamResponse, lines: list[bytes]) -> None:
 
 
 async def start_stream(request: web.Request) -> web.StreamResponse:
-    response = web.StreamResponse(status=200, headers=WATCH_HEADERS)
+    response = MeteredStreamResponse(status=200, headers=WATCH_HEADERS)
     response.enable_chunked_encoding()
     await response.prepare(request)
     return response
