@@ -42,6 +42,7 @@ from ipvsd.model.ipvs import DeleteService, Family, Timeouts
 from ipvsd.model.node import Node
 from ipvsd.model.service import Service, ServiceRef
 from ipvsd.plan.external_ips import ExternalIPPolicy
+from ipvsd.plan.health_check_hosts import health_check_hosts
 from ipvsd.plan.node_labels import needs_other_nodes
 from ipvsd.plan.ownership import Ownership
 from ipvsd.plan.sysctls import kernel_version, required_sysctls
@@ -152,6 +153,19 @@ def _needs_other_nodes(config: ProxyConfig) -> Callable[[Service], bool]:
 
 def _own_node(informers: ProxyInformers) -> Node | None:
     return informers.own_node.store.get(informers.node_name)
+
+
+def _health_check_hosts(
+    config: ProxyConfig, syncer: Syncer, informers: ProxyInformers
+) -> tuple[str, ...] | None:
+    """Where healthCheckNodePorts listen: the node-port addresses (`plan.health_check_hosts`)."""
+    node = _own_node(informers)
+    return health_check_hosts(
+        config.nodeport_addresses,
+        syncer.host_addresses,
+        primary_addresses=node.primary_addresses if node is not None else (),
+        families=kernel_families(),
+    )
 
 
 def informed_syncer(
@@ -364,6 +378,7 @@ async def serve(
                 metrics=metrics,
                 service_health=service_health,
                 events=events,
+                health_check_hosts=lambda: _health_check_hosts(config, syncer, informers),
             )
             runner = BoundedFrequencyRunner(
                 loop.sync,
@@ -485,8 +500,10 @@ class _SyncLoop:
         metrics: ProxyMetrics,
         service_health: ServiceHealthServers,
         events: EventRecorder,
+        health_check_hosts: Callable[[], Sequence[str] | None] = lambda: None,
     ) -> None:
         self._events = events
+        self._health_check_hosts = health_check_hosts
         self._syncer = syncer
         self._tracker = tracker
         self._health = health
@@ -523,7 +540,7 @@ class _SyncLoop:
             log.debug("kernel failure recorded: %s", failure)
         if report.full:
             self._metrics.set_ipvs_snapshot(self._syncer.traffic())
-        await self._service_health.sync(self._health_checks())
+        await self._service_health.sync(self._health_checks(), hosts=self._health_check_hosts())
         for by_service, record, reason in (
             (report.warnings, self._events.warn, "InvalidAnnotation"),
             (report.notices, self._events.notice, "SchedulerSubstituted"),

@@ -174,6 +174,11 @@ class Syncer:
         """The Service as last synced (None once it is gone)."""
         return self._services_by_ref.get(ref)
 
+    @property
+    def host_addresses(self) -> frozenset[IPAddress]:
+        """The host's addresses outside the dummy device, as the last full sync saw them."""
+        return self._elsewhere
+
     def plan(self, service: Service, node: NodeContext) -> DesiredService:
         return desired_service(service, self._slices_of(service.ref), node)
 

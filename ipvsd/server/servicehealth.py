@@ -17,6 +17,7 @@ tells Services apart by the local port a request arrived on.
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +32,15 @@ log = logging.getLogger(__name__)
 
 ServiceHealthMapping = Mapping[ServiceRef, tuple[int, int]]
 """Service → (its healthCheckNodePort, its local Ready endpoints on this node)."""
+
+
+class Unchanged(enum.Enum):
+    """`sync(hosts=KEEP)`: listen where the listeners already listen."""
+
+    KEEP = "keep"
+
+
+KEEP = Unchanged.KEEP
 
 
 @dataclass(slots=True)
@@ -63,9 +73,19 @@ class ServiceHealthServers:
         """The Services with an open listener, and its port."""
         return {ref: listener.port for ref, listener in self._open.items()}
 
-    async def sync(self, services: ServiceHealthMapping) -> None:
-        """Open, close and move listeners to match `services`; update endpoint counts."""
+    async def sync(
+        self, services: ServiceHealthMapping, *, hosts: Sequence[str] | Unchanged | None = KEEP
+    ) -> None:
+        """Open, close and move listeners to match `services`; update endpoint counts. New
+        `hosts` (the node-port addresses changed) reopen every listener on them."""
         async with self._lock:
+            if not isinstance(hosts, Unchanged):
+                listen_on: tuple[str | None, ...] = (None,) if hosts is None else tuple(hosts)
+                if listen_on != self._hosts:
+                    self._hosts = listen_on
+                    for ref in list(self._open):
+                        await self._close(ref)
+                    log.info("health checks listen on %s", ", ".join(map(_host, listen_on)))
             self._local_endpoints = {ref: count for ref, (_, count) in services.items()}
             for ref, listener in list(self._open.items()):
                 wanted = services.get(ref)
@@ -164,6 +184,10 @@ def service_health_body(ref: ServiceRef, local_endpoints: int, *, proxy_healthy:
         "serviceProxyHealthy": proxy_healthy,
     }
     return json.dumps(body, indent="\t").encode()
+
+
+def _host(host: str | None) -> str:
+    return "every address" if host is None else host
 
 
 def _local_port(request: web.BaseRequest) -> int:
