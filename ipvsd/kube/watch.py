@@ -135,6 +135,13 @@ def _consume_outcome(task: asyncio.Task[Any]) -> None:
         task.exception()
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    """`value` if it is an object, else empty: a malformed object's metadata (a string, a list)
+    must not end the watch. The object still goes on to the informer, which skips it by name,
+    and the watch resumes from the last version that was a version."""
+    return value if isinstance(value, dict) else {}
+
+
 class _StreamingUnsupported(Exception):
     """The server rejected a streaming list or answered it in a way that is not one."""
 
@@ -346,7 +353,7 @@ class ResourceWatch:
         kind, obj = event.get("type"), event["object"]
         if kind == "ERROR":
             raise ApiError.from_status(obj)
-        metadata = obj.get("metadata") or {}
+        metadata = _mapping(obj.get("metadata"))
         version = metadata.get("resourceVersion")
         if kind == "BOOKMARK":
             if not initial_events:
@@ -354,8 +361,7 @@ class ResourceWatch:
                     return None
                 self.resource_version = str(version)
                 return Progress(self.resource_version)
-            annotations = metadata.get("annotations") or {}
-            if annotations.get(INITIAL_EVENTS_END) != "true":
+            if _mapping(metadata.get("annotations")).get(INITIAL_EVENTS_END) != "true":
                 raise _StreamingUnsupported("a bookmark arrived before the initial events ended")
             self.resource_version = str(version or "")
             return SnapshotEnded(self.resource_version)
@@ -365,8 +371,8 @@ class ResourceWatch:
             if kind != "ADDED":
                 raise _StreamingUnsupported(f"a {kind} event among the initial events")
             return SnapshotItem(obj)
-        if version:
-            self.resource_version = str(version)
+        if version and isinstance(version, str):
+            self.resource_version = version
         return Change(kind, obj, received)
 
     def _succeeded(self) -> None:

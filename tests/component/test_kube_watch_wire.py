@@ -370,6 +370,31 @@ async def test_an_undecodable_line_is_a_failure_and_the_watch_resumes() -> None:
     assert sleep.delays == [0.8]
 
 
+async def test_an_object_with_malformed_metadata_is_passed_on_and_the_watch_goes_on() -> None:
+    """A server that stores anything (a buggy controller, an older server) can send an object
+    whose metadata is not an object: the informer skips it by name; the watch must neither end
+    nor take a version from it."""
+    async with watching(
+        service_list("10"),
+        stream(
+            [
+                event_line("ADDED", {"metadata": "not an object"}),
+                event_line("ADDED", {"metadata": {"name": "n", "resourceVersion": {"a": 1}}}),
+                event_line("ADDED", service("b", "12")),
+            ],
+            hang=True,
+        ),
+    ) as (watch, sleep, _queries):
+        events = await take(watch, 5)
+
+    assert [type(e).__name__ for e in events[2:]] == ["Change"] * 3
+    assert isinstance(events[2], Change)
+    assert events[2].obj == {"metadata": "not an object"}
+    assert shape(events[4:]) == ["ADDED:b@12"]
+    assert watch.resource_version == "12"
+    assert sleep.delays == []
+
+
 async def test_a_non_status_error_body_still_reports_the_http_code() -> None:
     async with watching(
         json_body(["not", "a", "status"], status=502),
