@@ -65,8 +65,14 @@ class Converter(Protocol[V_co]):
 
 def _version(obj: RawObject) -> int:
     """resourceVersion as a number for ordering claims; 0 when it is not one (then: last wins)."""
-    text = (obj.get("metadata") or {}).get("resourceVersion")
-    return int(text) if isinstance(text, str) and text.isdigit() else 0
+    metadata = obj.get("metadata")
+    return _number(metadata.get("resourceVersion") if isinstance(metadata, dict) else None)
+
+
+def _number(text: object) -> int:
+    """A resource version as a number, 0 when it is not one. ASCII digits only: `str.isdigit`
+    also accepts "²", which `int` refuses."""
+    return int(text) if isinstance(text, str) and text.isascii() and text.isdigit() else 0
 
 
 class Informer(Generic[V]):
@@ -109,6 +115,12 @@ class Informer(Generic[V]):
     @property
     def watches(self) -> tuple[ResourceWatch, ...]:
         return self._watches
+
+    @property
+    def invalid(self) -> Mapping[str, str]:
+        """Objects whose latest version could not be converted (key → why): skipped, or kept at
+        their last valid version. They leave once a valid version arrives or they are gone."""
+        return MappingProxyType(self._invalid)
 
     def add_handler(self, handler: EventHandler[V]) -> None:
         self._handlers.append(handler)
@@ -192,7 +204,7 @@ class Informer(Generic[V]):
         for key, claim in snapshot.items():
             if previous.get(key) is not claim:
                 self._settle(key)
-        version = int(resource_version) if resource_version.isdigit() else 0
+        version = _number(resource_version)
         for key in previous.keys() - snapshot.keys():
             self._invalid.pop(key, None)
             self._release(index, key, version)
@@ -225,7 +237,7 @@ class Informer(Generic[V]):
     def _others_caught_up(self, index: int, version: int) -> bool:
         for other, watch in enumerate(self._watches):
             seen = watch.resource_version
-            if other != index and not (seen and seen.isdigit() and int(seen) >= version):
+            if other != index and _number(seen) < version:  # None or no number: not yet
                 return False
         return True
 
