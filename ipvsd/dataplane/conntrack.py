@@ -4,8 +4,8 @@
 one worker thread, as the IPVS adapter does: one dump request per family, and every deletion
 of a cleanup in one batched `sendmsg` (`genl.NetlinkSocket.send_batch`), never a `conntrack`
 process per flow. `conntrack_fake.FakeConntrack` keeps a table in memory; the contract suite
-(`tests/unit/test_conntrack_contract.py` on the fake, `tests/kernel/test_conntrack_contract.py`
-on the kernel) holds both to the same behaviour:
+(`tests/contract/conntrack_contract.py`, run on the fake in tests/component and on the kernel
+in tests/kernel) holds both to the same behaviour:
 
 - `flows(family, protocol)` returns the entries of that family and protocol (nothing else);
 - `delete(flows)` deletes exactly those entries and returns how many it deleted; an entry that

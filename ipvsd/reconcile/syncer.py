@@ -34,6 +34,7 @@ from typing import Protocol
 from ipvsd.config.settings import DEFAULT_NODE_PORT_RANGE
 from ipvsd.config.values import NodePortAddresses, TopologySource
 from ipvsd.dataplane.addresses import Addresses
+from ipvsd.dataplane.conntrack import Conntrack
 from ipvsd.dataplane.ipvs import Ipvs
 from ipvsd.model.endpoint import EndpointSlice
 from ipvsd.model.firewall import Firewall, FirewallChanges, FirewallConfig
@@ -59,6 +60,7 @@ from ipvsd.plan.firewall_ledger import FirewallLedger
 from ipvsd.plan.ownership import Ownership
 from ipvsd.reconcile.claims import Claims
 from ipvsd.reconcile.draining import DrainClock
+from ipvsd.reconcile.udp_conntrack import NO_CLEANUP, CleanupOutcome, UdpConntrackCleaner
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,7 @@ class SyncReport:
     notices: Mapping[ServiceRef, tuple[str, ...]] = field(default_factory=dict)
     no_local_internal: int = 0  # Services with iTP=Local and no local endpoint
     no_local_external: int = 0  # Services with eTP=Local and no local endpoint
+    conntrack: CleanupOutcome = NO_CLEANUP  # stale UDP conntrack entries deleted
     external_ip_warnings: Mapping[ServiceRef, tuple[str, ...]] = field(default_factory=dict)
 
 
@@ -121,6 +124,7 @@ class Syncer:
         service_of: Callable[[ServiceRef], Service | None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         after_full_sync: Callable[[], Awaitable[object]] | None = None,
+        conntrack: Conntrack | None = None,
     ) -> None:
         """`services` lists every Service (full syncs); `service_of` finds one (partial syncs;
         without it they search `services`, which costs time in proportion to the cluster).
@@ -137,6 +141,8 @@ class Syncer:
         self._service_of = service_of or self._search
         self._clock = clock
         self._after_full_sync = after_full_sync
+        # Stale UDP conntrack entries are deleted after each sync (`reconcile.udp_conntrack`).
+        self._conntrack = UdpConntrackCleaner(conntrack) if conntrack is not None else None
         self.programmed: dict[ServiceRef, DesiredService] = {}
         self._services_by_ref: dict[ServiceRef, Service] = {}
         self._drains = DrainClock(settings.drain_timeout, clock)
@@ -247,6 +253,7 @@ class Syncer:
             await _all_done(*(job for job in (loading, adding) if job is not None))
         failures = adding.result() + await self._apply(ops)
         await self._bind(wanted - bound_before)
+        cleanup = await self._clean_conntrack(planned)
         self.programmed = planned
         self._services_by_ref = current
         await self._addresses.unbind(bound_before - wanted)
@@ -261,7 +268,7 @@ class Syncer:
                 await self._after_full_sync()
             except Exception:
                 log.exception("after the full sync")
-        return self._report(True, planned, creations + ops, failures)
+        return self._report(True, planned, creations + ops, failures, cleanup)
 
     async def _partial(self, refs: frozenset[ServiceRef]) -> SyncReport:
         if self._node is None:  # no full sync yet: nothing is programmed, learn the host now
@@ -295,13 +302,14 @@ class Syncer:
         await self._update_firewall()  # filters and masquerade ready before traffic flows
         failures = await self._apply(ops)
         await self._bind(newly)  # a new VIP answers once its filter and servers exist
+        cleanup = await self._clean_conntrack(planned, refs | losers)
         self._on_device |= newly
         self.programmed = planned
         self._services_by_ref = current
         await self._addresses.unbind(sorted(unwanted, key=_address_order))
         self._on_device -= unwanted
         changed = {ref: planned[ref] for ref in refs if ref in planned}
-        return self._report(False, changed, ops, failures)
+        return self._report(False, changed, ops, failures, cleanup)
 
     def _count_addresses(self, addresses: Iterable[IPAddress], step: int) -> set[IPAddress]:
         """Count Services per address; returns the addresses whose count went to or from 0."""
@@ -402,12 +410,24 @@ class Syncer:
             log.warning("firewall update refused (%s); replacing the table", error)
             await self._firewall.apply(self._ledger.snapshot())
 
+    async def _clean_conntrack(
+        self,
+        planned: Mapping[ServiceRef, DesiredService],
+        changed: Iterable[ServiceRef] | None = None,
+    ) -> CleanupOutcome:
+        """Stale UDP conntrack entries of the changed Services (all after a full sync) go once
+        IPVS and the VIPs are in place; a failure is logged and reported, never raised."""
+        if self._conntrack is None:
+            return NO_CLEANUP
+        return await self._conntrack.after_sync(planned, changed)
+
     def _report(
         self,
         full: bool,
         planned: Mapping[ServiceRef, DesiredService],
         ops: list[Operation],
         failures: tuple[str, ...],
+        cleanup: CleanupOutcome = NO_CLEANUP,
     ) -> SyncReport:
         warnings = {ref: d.warnings for ref, d in planned.items() if d.warnings}
         notices = {ref: d.notices for ref, d in planned.items() if d.notices}
@@ -430,6 +450,7 @@ class Syncer:
             notices,
             no_local_internal=len(internal),
             no_local_external=len(external),
+            conntrack=cleanup,
             external_ip_warnings=external_ips,
         )
 
