@@ -46,6 +46,7 @@ from ipvsd.plan.health_check_hosts import health_check_hosts
 from ipvsd.plan.node_labels import needs_other_nodes
 from ipvsd.plan.ownership import Ownership
 from ipvsd.plan.sysctls import kernel_version, required_sysctls
+from ipvsd.reconcile.conntrack_settings import apply_conntrack_settings
 from ipvsd.reconcile.other_nodes import OtherNodesDemand, plannable
 from ipvsd.reconcile.runner import BoundedFrequencyRunner
 from ipvsd.reconcile.syncer import (
@@ -256,7 +257,9 @@ def configure_kernel(config: ProxyConfig) -> None:
     wanted = required_sysctls(
         kernel=kernel_version(os.uname().release), strict_arp=config.ipvs_strict_arp
     )
-    Sysctl().ensure(wanted)
+    sysctl = Sysctl()
+    sysctl.ensure(wanted)
+    apply_conntrack_settings(config.conntrack_tuning, sysctl=sysctl, cpus=os.cpu_count() or 1)
     complaint = check_support(Firewall(config=sync_settings(config).firewall))
     if complaint:
         log.warning("nftables refuses ipvsd's table (syncs will fail until fixed): %s", complaint)

@@ -36,6 +36,7 @@ from ipvsd.config.values import (
     parse_go_bool,
     parse_go_duration,
     parse_hostname_override,
+    parse_int32,
     parse_interface_name,
     parse_masquerade_bit,
     parse_nodeport_addresses,
@@ -217,6 +218,51 @@ FLAGS = (
         aliases=("--v",),
     ),
     Flag(
+        "conntrack_max_per_core",
+        parse_int32,
+        "nf_conntrack_max per CPU (default 32768; 0 leaves nf_conntrack_max, and "
+        "--conntrack-min, alone); only ever raised",
+        "N",
+    ),
+    Flag(
+        "conntrack_min",
+        parse_int32,
+        "The least nf_conntrack_max, whatever --conntrack-max-per-core gives (default 131072)",
+        "N",
+    ),
+    Flag(
+        "conntrack_tcp_timeout_established",
+        parse_go_duration,
+        "Idle timeout of established TCP connections in conntrack (default 24h0m0s; 0 leaves "
+        "the kernel's)",
+        "DURATION",
+    ),
+    Flag(
+        "conntrack_tcp_timeout_close_wait",
+        parse_go_duration,
+        "conntrack timeout of TCP connections in CLOSE_WAIT (default 1h0m0s; 0 leaves the "
+        "kernel's)",
+        "DURATION",
+    ),
+    Flag(
+        "conntrack_tcp_be_liberal",
+        parse_go_bool,
+        "Set nf_conntrack_tcp_be_liberal=1: out-of-window TCP packets are not INVALID",
+        boolean=True,
+    ),
+    Flag(
+        "conntrack_udp_timeout",
+        parse_go_duration,
+        "conntrack timeout of UNREPLIED UDP flows (default 0: the kernel's)",
+        "DURATION",
+    ),
+    Flag(
+        "conntrack_udp_timeout_stream",
+        parse_go_duration,
+        "conntrack timeout of ASSURED UDP flows (default 0: the kernel's)",
+        "DURATION",
+    ),
+    Flag(
         "proxy_name",
         parse_proxy_name,
         "Also serve Services labelled service.kubernetes.io/service-proxy-name=NAME "
@@ -297,13 +343,6 @@ IGNORED_FLAGS = {
         "iptables mode only; ipvsd uses --ipvs-min-sync-period"
     ),
     "oom-score-adj": IgnoredFlag("ipvsd leaves its OOM score to the pod spec"),
-    "conntrack-max-per-core": IgnoredFlag("ipvsd does not tune conntrack limits"),
-    "conntrack-min": IgnoredFlag("ipvsd does not tune conntrack limits"),
-    "conntrack-tcp-timeout-established": IgnoredFlag("ipvsd does not tune conntrack timeouts"),
-    "conntrack-tcp-timeout-close-wait": IgnoredFlag("ipvsd does not tune conntrack timeouts"),
-    "conntrack-tcp-be-liberal": IgnoredFlag("ipvsd does not tune conntrack", boolean=True),
-    "conntrack-udp-timeout": IgnoredFlag("ipvsd does not tune conntrack timeouts"),
-    "conntrack-udp-timeout-stream": IgnoredFlag("ipvsd does not tune conntrack timeouts"),
     "vmodule": IgnoredFlag(_LOGGING),
     "logging-format": IgnoredFlag(_LOGGING, agrees=lambda v: v == "text"),
     "log-flush-frequency": IgnoredFlag(_LOGGING),

@@ -6,10 +6,13 @@ takes the sync periods from `ipvs.*` and masquerade-all from `iptables.masquerad
 ipvsd does the same whatever `mode` says, and warns when `mode` is not ipvs.
 
 Go zero values (`""`, `0s`, `false`, null, empty lists) mean "not set", as kube-proxy's
-defaulting reads them: `ipvs.syncPeriod: 0s` is 30s, not an error. Values of the wrong YAML
-type are errors, as they are for kube-proxy's decoder.
+defaulting reads them: `ipvs.syncPeriod: 0s` is 30s, not an error. The exceptions are the
+fields v1alpha1 declares as pointers (`conntrack.maxPerCore`, `min`, `tcpEstablishedTimeout`,
+`tcpCloseWaitTimeout`): there null (or absent) means kube-proxy's default and 0 is a value,
+"leave the kernel's setting", so a kubeadm file full of nulls sets what kube-proxy set. Values
+of the wrong YAML type are errors, as they are for kube-proxy's decoder.
 
-Operators' files carry many fields ipvsd has no use for (conntrack, oomScoreAdj, winkernel,
+Operators' files carry many fields ipvsd has no use for (oomScoreAdj, winkernel, nftables,
 ...): those are listed in one note. Fields kube-proxy does not know are a warning (likely
 typos); fields of the unreleased layout (a top-level `syncPeriod`, `linux.masqueradeAll`) are
 a warning naming the v1alpha1 field to use instead: kube-proxy ignored them, so does ipvsd.
@@ -120,6 +123,21 @@ def _duration(value: object, name: str) -> object:
     return seconds if seconds != 0 else _UNSET
 
 
+def _count(value: object, name: str) -> object:
+    """A pointer-typed int32 (`conntrack.maxPerCore`): null is unset, 0 is a value."""
+    if value is None:
+        return _UNSET
+    return _typed(value, int, name, "an integer")
+
+
+def _optional_duration(value: object, name: str) -> object:
+    """A pointer-typed duration (`conntrack.tcpEstablishedTimeout`): null is unset, 0s a value."""
+    if value is None:
+        return _UNSET
+    text = _typed(value, str, name, 'a duration string such as "30s" or "1m30s"')
+    return parse_go_duration(text, name) if text else 0.0
+
+
 def _from_text(parse: Callable[[str, str], object], value: object, name: str) -> object:
     text = _text(value, name)
     return parse(text, name) if isinstance(text, str) else _UNSET
@@ -185,6 +203,13 @@ _APPLIED: dict[str, Converter] = {
         _from_text, partial(parse_bind_address, default_port=DEFAULT_METRICS_PORT)
     ),
     "verbosity": _verbosity,
+    "conntrack_max_per_core": _count,
+    "conntrack_min": _count,
+    "conntrack_tcp_timeout_established": _optional_duration,
+    "conntrack_tcp_timeout_close_wait": _optional_duration,
+    "conntrack_tcp_be_liberal": _boolean,
+    "conntrack_udp_timeout": _duration,
+    "conntrack_udp_timeout_stream": _duration,
 }
 
 
@@ -200,7 +225,7 @@ _FIELD_AT = {_path_of(name): name for name in _APPLIED}
 # --- the rest of v1alpha1, and what is not in it --------------------------------------------
 
 _SECTIONS = frozenset(
-    {"clientConnection", "logging", "iptables", "ipvs", "nftables", "detectLocal"}
+    {"clientConnection", "logging", "iptables", "ipvs", "nftables", "detectLocal", "conntrack"}
 )
 # Known to kube-proxy, not used by ipvsd (a whole subtree where the path is a section).
 _UNUSED = frozenset(
@@ -210,7 +235,7 @@ _UNUSED = frozenset(
         "showHiddenMetricsForVersion",
         "winkernel",
         "oomScoreAdj",
-        "conntrack",
+        "conntrack.max",  # removed from v1alpha1 (1.19); older kubeadm files still carry it
         "configSyncPeriod",
         "portRange",
         "udpIdleTimeout",

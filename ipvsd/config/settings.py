@@ -27,6 +27,13 @@ from ipvsd.config.values import (
     TopologySource,
     format_go_duration,
 )
+from ipvsd.model.conntrack_tuning import (
+    DEFAULT_MAX_PER_CORE,
+    DEFAULT_MIN,
+    DEFAULT_TCP_CLOSE_WAIT_TIMEOUT,
+    DEFAULT_TCP_ESTABLISHED_TIMEOUT,
+    ConntrackTuning,
+)
 from ipvsd.model.firewall import FirewallConfig
 from ipvsd.model.ipvs import KNOWN_SCHEDULERS, Timeouts
 from ipvsd.model.service import IPNetwork
@@ -138,6 +145,32 @@ class ProxyConfig:
         metadata=_named("--metrics-bind-address", "metricsBindAddress"),
     )
 
+    conntrack_max_per_core: int = field(
+        default=DEFAULT_MAX_PER_CORE,
+        metadata=_named("--conntrack-max-per-core", "conntrack.maxPerCore"),
+    )
+    conntrack_min: int = field(
+        default=DEFAULT_MIN, metadata=_named("--conntrack-min", "conntrack.min")
+    )
+    conntrack_tcp_timeout_established: float = field(
+        default=DEFAULT_TCP_ESTABLISHED_TIMEOUT,
+        metadata=_named("--conntrack-tcp-timeout-established", "conntrack.tcpEstablishedTimeout"),
+    )
+    conntrack_tcp_timeout_close_wait: float = field(
+        default=DEFAULT_TCP_CLOSE_WAIT_TIMEOUT,
+        metadata=_named("--conntrack-tcp-timeout-close-wait", "conntrack.tcpCloseWaitTimeout"),
+    )
+    conntrack_tcp_be_liberal: bool = field(
+        default=False, metadata=_named("--conntrack-tcp-be-liberal", "conntrack.tcpBeLiberal")
+    )
+    conntrack_udp_timeout: float = field(
+        default=0.0, metadata=_named("--conntrack-udp-timeout", "conntrack.udpTimeout")
+    )
+    conntrack_udp_timeout_stream: float = field(
+        default=0.0,
+        metadata=_named("--conntrack-udp-timeout-stream", "conntrack.udpStreamTimeout"),
+    )
+
     cleanup: bool = field(default=False, metadata=_named("--cleanup"))
     verbosity: int = field(default=0, metadata=_named("-v", "logging.verbosity"))
     proxy_name: str = field(default="ipvsd", metadata=_named("--proxy-name"))
@@ -169,6 +202,19 @@ class ProxyConfig:
             tcp=int(self.ipvs_tcp_timeout),
             tcp_fin=int(self.ipvs_tcpfin_timeout),
             udp=int(self.ipvs_udp_timeout),
+        )
+
+    @property
+    def conntrack_tuning(self) -> ConntrackTuning:
+        """The conntrack settings kube-proxy applies at start (`plan.conntrack_sysctls`)."""
+        return ConntrackTuning(
+            max_per_core=self.conntrack_max_per_core,
+            min=self.conntrack_min,
+            tcp_established_timeout=self.conntrack_tcp_timeout_established,
+            tcp_close_wait_timeout=self.conntrack_tcp_timeout_close_wait,
+            tcp_be_liberal=self.conntrack_tcp_be_liberal,
+            udp_timeout=self.conntrack_udp_timeout,
+            udp_stream_timeout=self.conntrack_udp_timeout_stream,
         )
 
     @property
@@ -324,6 +370,31 @@ def _check(config: ProxyConfig, origin: Callable[[str], str]) -> None:
             f"{origin('healthz_bind_address')} ({healthz}) and "
             f"{origin('metrics_bind_address')} ({metrics}) would listen on the same port"
         )
+    _check_conntrack(config, origin)
+
+
+# kube-proxy's conntrack counts are int32 fields (its flags refuse more, its file too).
+_CONNTRACK_COUNTS = ("conntrack_max_per_core", "conntrack_min")
+_CONNTRACK_TIMEOUTS = (
+    "conntrack_tcp_timeout_established",
+    "conntrack_tcp_timeout_close_wait",
+    "conntrack_udp_timeout",
+    "conntrack_udp_timeout_stream",
+)
+
+
+def _check_conntrack(config: ProxyConfig, origin: Callable[[str], str]) -> None:
+    """kube-proxy's validation: no negative count or timeout (0 leaves the kernel's value)."""
+    for name in _CONNTRACK_COUNTS:
+        count: int = getattr(config, name)
+        if not 0 <= count <= 2**31 - 1:
+            raise ConfigError(
+                f"{origin(name)}: {count} is out of range (0 to 2147483647; 0 leaves the "
+                "kernel's nf_conntrack_max)"
+            )
+    for name in _CONNTRACK_TIMEOUTS:
+        if getattr(config, name) < 0:
+            raise ConfigError(f"{origin(name)}: must not be negative (0 keeps the kernel's)")
 
 
 def _listeners_clash(first: str, second: str) -> bool:
@@ -343,6 +414,13 @@ def _doubts(config: ProxyConfig, origin: Callable[[str], str]) -> list[str]:
                 f"{origin(name)} ({_dur(seconds)}): IPVS counts whole seconds, so "
                 f"{int(seconds)}s is set{' (the kernel value is kept)' if seconds < 1 else ''}, "
                 "as kube-proxy did"
+            )
+    for name in _CONNTRACK_TIMEOUTS:
+        seconds = getattr(config, name)
+        if seconds != int(seconds):
+            doubts.append(
+                f"{origin(name)} ({_dur(seconds)}): conntrack counts whole seconds, so "
+                + (f"{int(seconds)}s is set" if seconds >= 1 else "the kernel's value is kept")
             )
     if config.ipvs_scheduler not in KNOWN_SCHEDULERS:
         doubts.append(

@@ -355,3 +355,11 @@ def parse_hostname_override(text: str, name: str) -> str | None:
     if text and not text.strip():
         raise ConfigError(f"{name}: {text!r} is blank; give the node's name or leave it unset")
     return text.strip().lower() or None
+
+
+def parse_int32(text: str, name: str) -> int:
+    """A Go int32 as pflag's Int32Var reads it (decimal, optional sign)."""
+    body = text.strip()
+    if not re.fullmatch(r"[-+]?[0-9]+", body) or not -(2**31) <= int(body) < 2**31:
+        raise ConfigError(f"{name}: {text!r} is not a 32-bit integer")
+    return int(body)

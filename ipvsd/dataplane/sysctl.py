@@ -1,4 +1,4 @@
-"""Read and write kernel settings under /proc/sys (a root folder can be given for tests)."""
+"""Read and write kernel settings under /proc/sys and /sys/module (roots can be given for tests)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ log = logging.getLogger(__name__)
 
 
 class Sysctl:
-    def __init__(self, *, root: Path = Path("/proc/sys")) -> None:
+    def __init__(
+        self, *, root: Path = Path("/proc/sys"), modules: Path = Path("/sys/module")
+    ) -> None:
         self.root = root
+        self.modules = modules
 
     def read(self, key: str) -> str | None:
         try:
@@ -38,3 +41,36 @@ class Sysctl:
             changed[key] = current or ""
             log.info("set sysctl %s=%s (was %s)", key.replace("/", "."), value, current)
         return changed
+
+    def raise_to(self, key: str, minimum: int, *, hint: str = "") -> bool:
+        """Make sysctl `key` at least `minimum`: written only when it is lower (or unreadable),
+        never lowered. False when the write failed; that is logged, with `hint` appended."""
+        return _raise_to(self.root / key, f"sysctl {key.replace('/', '.')}", minimum, hint)
+
+    def raise_module_parameter(self, key: str, minimum: int, *, hint: str = "") -> bool:
+        """`raise_to` for a module parameter, `key` under /sys/module (`nf_conntrack/parameters/
+        hashsize`)."""
+        return _raise_to(self.modules / key, f"/sys/module/{key}", minimum, hint)
+
+
+def _raise_to(path: Path, label: str, minimum: int, hint: str) -> bool:
+    try:
+        current: int | None = int(path.read_text().strip())
+    except (OSError, ValueError):
+        current = None
+    if current is not None and current >= minimum:
+        return True
+    try:
+        path.write_text(str(minimum))
+    except OSError as exc:
+        log.error(
+            "cannot raise %s to %d (it is %s): %s%s",
+            label,
+            minimum,
+            "unreadable" if current is None else current,
+            exc.strerror or exc,
+            f"; {hint}" if hint else "",
+        )
+        return False
+    log.info("set %s=%d (was %s)", label, minimum, current)
+    return True

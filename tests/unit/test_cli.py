@@ -80,6 +80,13 @@ def write_config(tmp_path: Path, body: str) -> str:
         (["--node-port-range=30000-31000"], "node_port_range", (30000, 31000)),
         (["--topology-source=auto"], "topology_source", "auto"),
         (["--topology-source", "spec"], "topology_source", "spec"),
+        (["--conntrack-max-per-core=0"], "conntrack_max_per_core", 0),
+        (["--conntrack-min", "65536"], "conntrack_min", 65536),
+        (["--conntrack-tcp-timeout-established=2h"], "conntrack_tcp_timeout_established", 7200.0),
+        (["--conntrack-tcp-timeout-close-wait=0"], "conntrack_tcp_timeout_close_wait", 0.0),
+        (["--conntrack-tcp-be-liberal"], "conntrack_tcp_be_liberal", True),
+        (["--conntrack-udp-timeout=30s"], "conntrack_udp_timeout", 30.0),
+        (["--conntrack-udp-timeout-stream=2m"], "conntrack_udp_timeout_stream", 120.0),
         (["--iptables-masquerade-bit=15"], "masquerade_bit", 15),
         (["--detect-local-mode", "NodeCIDR"], "detect_local_mode", "NodeCIDR"),
         (["--detect-local-mode="], "detect_local_mode", "ClusterCIDR"),
@@ -105,6 +112,9 @@ def test_every_flag_of_the_table_is_tested_above() -> None:
         "--serve-only-labelled", "--ipvs-drain-timeout", "--service-external-ip-range",
         "--iptables-masquerade-bit", "--detect-local-mode", "--pod-bridge-interface",
         "--pod-interface-name-prefix",
+        "--conntrack-max-per-core", "--conntrack-min",
+        "--conntrack-tcp-timeout-established", "--conntrack-tcp-timeout-close-wait",
+        "--conntrack-tcp-be-liberal", "--conntrack-udp-timeout", "--conntrack-udp-timeout-stream",
     }  # fmt: skip
     assert {flag.name for flag in FLAGS} == tested
 
@@ -244,9 +254,9 @@ def test_a_kube_proxy_daemonset_command_line_keeps_working() -> None:
     )
     assert parsed.config.node_name == "node-9"
     assert (parsed.config.ipvs_scheduler, parsed.config.ipvs_strict_arp) == ("wrr", True)
-    assert [w.split(":")[0] for w in parsed.warnings] == [  # in the table's order
+    assert parsed.config.conntrack_max_per_core == 0
+    assert [w.split(":")[0] for w in parsed.warnings] == [
         "--feature-gates=TopologyAwareHints=true",
-        "--conntrack-max-per-core=0",
     ]
 
 

@@ -84,6 +84,13 @@ def layer(origin: str = "--test", /, **values: object) -> Layer:
         ("pod_interface_name_prefix", ""),
         ("allow_service_external_ips", True),  # the gate's v1.36 default (KEP-5707)
         ("service_external_ip_ranges", ()),  # ipvsd's own: every externalIP is served
+        ("conntrack_max_per_core", 32768),
+        ("conntrack_min", 131072),
+        ("conntrack_tcp_timeout_established", 86400.0),  # 24h
+        ("conntrack_tcp_timeout_close_wait", 3600.0),    # 1h
+        ("conntrack_tcp_be_liberal", False),
+        ("conntrack_udp_timeout", 0.0),                  # 0: the kernel's
+        ("conntrack_udp_timeout_stream", 0.0),
     ],
 )  # fmt: skip
 def test_defaults_are_kube_proxys(name: str, kube_proxy_default: object) -> None:
@@ -116,6 +123,13 @@ def test_every_field_names_its_flag_and_the_applied_file_fields_are_v1alpha1s() 
         "healthz_bind_address": "healthzBindAddress",
         "metrics_bind_address": "metricsBindAddress",
         "verbosity": "logging.verbosity",
+        "conntrack_max_per_core": "conntrack.maxPerCore",
+        "conntrack_min": "conntrack.min",
+        "conntrack_tcp_timeout_established": "conntrack.tcpEstablishedTimeout",
+        "conntrack_tcp_timeout_close_wait": "conntrack.tcpCloseWaitTimeout",
+        "conntrack_tcp_be_liberal": "conntrack.tcpBeLiberal",
+        "conntrack_udp_timeout": "conntrack.udpTimeout",
+        "conntrack_udp_timeout_stream": "conntrack.udpStreamTimeout",
     }
 
 

@@ -55,6 +55,13 @@ def config_of(layer: Layer) -> ProxyConfig:
         ({"metricsBindAddress": "0.0.0.0:9100"}, "metrics_bind_address", "0.0.0.0:9100"),
         ({"metricsBindAddress": "::"}, "metrics_bind_address", "[::]:10249"),
         ({"logging": {"verbosity": 4}}, "verbosity", 4),
+        ({"conntrack": {"maxPerCore": 0}}, "conntrack_max_per_core", 0),
+        ({"conntrack": {"min": 0}}, "conntrack_min", 0),
+        ({"conntrack": {"tcpEstablishedTimeout": "0s"}}, "conntrack_tcp_timeout_established", 0.0),
+        ({"conntrack": {"tcpCloseWaitTimeout": "30m"}}, "conntrack_tcp_timeout_close_wait", 1800.0),
+        ({"conntrack": {"tcpBeLiberal": True}}, "conntrack_tcp_be_liberal", True),
+        ({"conntrack": {"udpTimeout": "30s"}}, "conntrack_udp_timeout", 30.0),
+        ({"conntrack": {"udpStreamTimeout": "2m"}}, "conntrack_udp_timeout_stream", 120.0),
     ],
 )  # fmt: skip
 def test_every_applied_field(fields: dict[str, Any], name: str, value: object) -> None:
@@ -186,7 +193,7 @@ def test_fields_of_the_unreleased_layout_are_warned_and_not_applied(
 
 def test_set_fields_ipvsd_does_not_use_are_one_note() -> None:
     layer = read(
-        conntrack={"maxPerCore": 32768, "min": None},
+        conntrack={"maxPerCore": 32768, "min": None, "max": None},
         oomScoreAdj=-999,
         portRange="",
         winkernel={"enableDSR": False},
@@ -195,8 +202,7 @@ def test_set_fields_ipvsd_does_not_use_are_one_note() -> None:
     )
     assert layer.notes == [
         "featureGates in kp.yaml: kube-proxy feature gates ignored: SomeGate=true",
-        "kp.yaml: kube-proxy settings ipvsd does not use: conntrack, oomScoreAdj, "
-        "iptables.syncPeriod",
+        "kp.yaml: kube-proxy settings ipvsd does not use: oomScoreAdj, iptables.syncPeriod",
     ]
     assert not layer.warnings
 
