@@ -21,6 +21,7 @@ from ipvsd.config.settings import ConfigError, ProxyConfig
 from ipvsd.dataplane.errors import IpvsUnavailable
 from ipvsd.explain import ExplainError, explain, node_table
 from ipvsd.kube.auth import CredentialsError, NoApiServer
+from ipvsd.log_format import JsonFormatter
 from ipvsd.reconcile.takeover import KubeProxyRunning
 from ipvsd.server.http import ListenFailed
 
@@ -103,11 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if parsed.command == "version":
         print(version_text(raw=parsed.version_raw))
         return 0
-    logging.basicConfig(
-        level=parsed.config.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    set_up_logging(parsed.config)
     for warning in parsed.warnings:
         log.warning("%s", warning)
     for note in parsed.notes:
@@ -117,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 print(uvloop.run(explain(parsed.config, parsed.explain)), end="")
             except ExplainError as error:
-                print(f"ipvsd explain: {error}", file=sys.stderr)
+                _complain(parsed.config, str(error), error, prefix="ipvsd explain")
                 return FAILED
             return 0
         if parsed.config.dry_run:
@@ -128,12 +125,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         failure = _failure(error)
         if failure is None:
-            raise
+            if parsed.config.logging_format != "json":
+                raise
+            log.error("stopped by an unexpected error (a bug: please report it)", exc_info=error)
+            return FAILED
         if parsed.config.verbosity >= 4:
             log.exception("%s", type(error).__name__)
         code, line = failure
-        print(f"ipvsd: {line}", file=sys.stderr)
+        _complain(parsed.config, line, error)
         return code
+
+
+def set_up_logging(config: ProxyConfig) -> None:
+    """Log to stderr at -v's level, as text or, with --logging-format=json, as kube-proxy's
+    JSON lines (Python's own warnings included, so that every stderr line parses)."""
+    handler = logging.StreamHandler(sys.stderr)
+    if config.logging_format == "json":
+        handler.setFormatter(JsonFormatter())
+        logging.captureWarnings(True)
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=config.log_level, handlers=[handler])
+
+
+def _complain(
+    config: ProxyConfig, line: str, error: BaseException, *, prefix: str = "ipvsd"
+) -> None:
+    """The one line an operator's mistake ends in: `ipvsd: ...` on stderr, or with JSON
+    logging an error line whose `msg` is that text and `err` the error's."""
+    if config.logging_format == "json":
+        log.error("%s", line, extra={"kv": {"err": str(error)}})
+    else:
+        print(f"{prefix}: {line}", file=sys.stderr)
 
 
 async def _dry_run(config: ProxyConfig) -> int:
@@ -141,7 +164,10 @@ async def _dry_run(config: ProxyConfig) -> int:
     would report go to stderr, one line each."""
     table = await node_table(config)
     for message in table.messages:
-        print(message, file=sys.stderr)
+        if config.logging_format == "json":
+            log.warning("%s", message)
+        else:
+            print(message, file=sys.stderr)
     print(table.rules, end="")
     return 0
 

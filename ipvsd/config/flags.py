@@ -28,6 +28,7 @@ from ipvsd.config.settings import (
     flag_of,
 )
 from ipvsd.config.values import (
+    LOG_FORMATS,
     TOPOLOGY_SOURCES,
     parse_bind_address,
     parse_cidrs,
@@ -38,6 +39,7 @@ from ipvsd.config.values import (
     parse_hostname_override,
     parse_int32,
     parse_interface_name,
+    parse_log_format,
     parse_masquerade_bit,
     parse_nodeport_addresses,
     parse_port_range,
@@ -218,6 +220,13 @@ FLAGS = (
         aliases=("--v",),
     ),
     Flag(
+        "logging_format",
+        parse_log_format,
+        "Log format (default text): text, or json (component-base's JSON lines, as "
+        "kube-proxy's --logging-format=json writes them)",
+        "|".join(LOG_FORMATS),
+    ),
+    Flag(
         "conntrack_max_per_core",
         parse_int32,
         "nf_conntrack_max per CPU (default 32768; 0 leaves nf_conntrack_max, and "
@@ -324,7 +333,7 @@ class IgnoredFlag:
     agrees: Callable[[str], bool] | None = None  # the value is what ipvsd does anyway
 
 
-_LOGGING = "ipvsd logs text through Python's logging; only -v applies"
+_LOGGING = "ipvsd's logs follow -v and --logging-format only"
 IGNORED_FLAGS = {
     "bind-address": IgnoredFlag("kube-proxy's override of the node's primary IP; not used"),
     "bind-address-hard-fail": IgnoredFlag("not used", boolean=True),
@@ -344,7 +353,6 @@ IGNORED_FLAGS = {
     ),
     "oom-score-adj": IgnoredFlag("ipvsd leaves its OOM score to the pod spec"),
     "vmodule": IgnoredFlag(_LOGGING),
-    "logging-format": IgnoredFlag(_LOGGING, agrees=lambda v: v == "text"),
     "log-flush-frequency": IgnoredFlag(_LOGGING),
     "log-json-info-buffer-size": IgnoredFlag(_LOGGING),
     "log-json-split-stream": IgnoredFlag(_LOGGING, boolean=True),

@@ -39,6 +39,7 @@ from ipvsd.config.values import (
     parse_go_duration,
     parse_hostname_override,
     parse_interface_name,
+    parse_log_format,
     parse_nodeport_addresses,
     parse_scheduler,
     split_list,
@@ -203,6 +204,7 @@ _APPLIED: dict[str, Converter] = {
         _from_text, partial(parse_bind_address, default_port=DEFAULT_METRICS_PORT)
     ),
     "verbosity": _verbosity,
+    "logging_format": partial(_from_text, parse_log_format),
     "conntrack_max_per_core": _count,
     "conntrack_min": _count,
     "conntrack_tcp_timeout_established": _optional_duration,
@@ -244,7 +246,6 @@ _UNUSED = frozenset(
         "clientConnection.contentType",
         "clientConnection.qps",
         "clientConnection.burst",
-        "logging.format",
         "logging.flushFrequency",
         "logging.vmodule",
         "logging.options",

@@ -23,6 +23,7 @@ from typing import Any
 from ipvsd.config.values import (
     ConfigError,
     DetectLocalMode,
+    LogFormat,
     NodePortAddresses,
     TopologySource,
     format_go_duration,
@@ -173,6 +174,9 @@ class ProxyConfig:
 
     cleanup: bool = field(default=False, metadata=_named("--cleanup"))
     verbosity: int = field(default=0, metadata=_named("-v", "logging.verbosity"))
+    logging_format: LogFormat = field(
+        default="text", metadata=_named("--logging-format", "logging.format")
+    )
     proxy_name: str = field(default="ipvsd", metadata=_named("--proxy-name"))
     serve_only_labelled: bool = field(default=False, metadata=_named("--serve-only-labelled"))
     topology_source: TopologySource = field(default="hints", metadata=_named("--topology-source"))

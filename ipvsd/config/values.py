@@ -24,6 +24,8 @@ from ipvsd.model.service import IPNetwork
 
 TopologySource = Literal["hints", "spec", "auto"]
 TOPOLOGY_SOURCES: tuple[TopologySource, ...] = get_args(TopologySource)
+LogFormat = Literal["text", "json"]  # component-base's formats that kube-proxy registers
+LOG_FORMATS: tuple[LogFormat, ...] = get_args(LogFormat)
 # kube-proxy's --detect-local-mode: how traffic from this node's pods is told from the rest.
 DetectLocalMode = Literal["ClusterCIDR", "NodeCIDR", "BridgeInterface", "InterfaceNamePrefix"]
 DETECT_LOCAL_MODES: tuple[DetectLocalMode, ...] = get_args(DetectLocalMode)
@@ -355,6 +357,14 @@ def parse_hostname_override(text: str, name: str) -> str | None:
     if text and not text.strip():
         raise ConfigError(f"{name}: {text!r} is blank; give the node's name or leave it unset")
     return text.strip().lower() or None
+
+
+def parse_log_format(text: str, name: str) -> LogFormat:
+    """`text` (klog's lines, the default) or `json` (component-base's JSON lines)."""
+    for known in LOG_FORMATS:
+        if text.strip() == known:
+            return known
+    raise ConfigError(f"{name}: {text!r} is not a log format (text or json, as kube-proxy's)")
 
 
 def parse_int32(text: str, name: str) -> int:

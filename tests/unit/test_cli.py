@@ -80,6 +80,8 @@ def write_config(tmp_path: Path, body: str) -> str:
         (["--node-port-range=30000-31000"], "node_port_range", (30000, 31000)),
         (["--topology-source=auto"], "topology_source", "auto"),
         (["--topology-source", "spec"], "topology_source", "spec"),
+        (["--logging-format=json"], "logging_format", "json"),
+        (["--logging-format", "text"], "logging_format", "text"),
         (["--conntrack-max-per-core=0"], "conntrack_max_per_core", 0),
         (["--conntrack-min", "65536"], "conntrack_min", 65536),
         (["--conntrack-tcp-timeout-established=2h"], "conntrack_tcp_timeout_established", 7200.0),
@@ -112,7 +114,7 @@ def test_every_flag_of_the_table_is_tested_above() -> None:
         "--serve-only-labelled", "--ipvs-drain-timeout", "--service-external-ip-range",
         "--iptables-masquerade-bit", "--detect-local-mode", "--pod-bridge-interface",
         "--pod-interface-name-prefix",
-        "--conntrack-max-per-core", "--conntrack-min",
+        "--logging-format", "--conntrack-max-per-core", "--conntrack-min",
         "--conntrack-tcp-timeout-established", "--conntrack-tcp-timeout-close-wait",
         "--conntrack-tcp-be-liberal", "--conntrack-udp-timeout", "--conntrack-udp-timeout-stream",
     }  # fmt: skip
@@ -231,7 +233,7 @@ def test_ignored_value_flags_take_a_spaced_value(name: str) -> None:
 @pytest.mark.parametrize(
     "argv",
     [
-        ["--proxy-mode=ipvs"], ["--proxy-mode", ""], ["--logging-format=text"],
+        ["--proxy-mode=ipvs"], ["--proxy-mode", ""],
     ],
 )  # fmt: skip
 def test_ignored_flags_whose_value_ipvsd_follows_are_only_noted(argv: list[str]) -> None:

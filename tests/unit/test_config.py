@@ -84,6 +84,7 @@ def layer(origin: str = "--test", /, **values: object) -> Layer:
         ("pod_interface_name_prefix", ""),
         ("allow_service_external_ips", True),  # the gate's v1.36 default (KEP-5707)
         ("service_external_ip_ranges", ()),  # ipvsd's own: every externalIP is served
+        ("logging_format", "text"),
         ("conntrack_max_per_core", 32768),
         ("conntrack_min", 131072),
         ("conntrack_tcp_timeout_established", 86400.0),  # 24h
@@ -123,6 +124,7 @@ def test_every_field_names_its_flag_and_the_applied_file_fields_are_v1alpha1s() 
         "healthz_bind_address": "healthzBindAddress",
         "metrics_bind_address": "metricsBindAddress",
         "verbosity": "logging.verbosity",
+        "logging_format": "logging.format",
         "conntrack_max_per_core": "conntrack.maxPerCore",
         "conntrack_min": "conntrack.min",
         "conntrack_tcp_timeout_established": "conntrack.tcpEstablishedTimeout",
