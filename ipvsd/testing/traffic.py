@@ -47,6 +47,7 @@ from typing import Any
 HELLO = 32  # bytes: the server's name, space-padded
 TICK = 0.02  # seconds between the generator's timer checks
 READY_WITHIN = 20.0
+FAILURE_TIMES = 5  # failures per flow whose times are kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,7 @@ class FlowResult:
     max_gap_ms: float = 0.0
     backends: dict[str, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
+    failed_at: list[float] = field(default_factory=list)  # wall-clock times of the first few
 
 
 # --- the pod server ---------------------------------------------------------------------------
@@ -179,6 +181,8 @@ class _Stats:
 
     def error(self, reason: str) -> None:
         self.result.errors[reason] = self.result.errors.get(reason, 0) + 1
+        if len(self.result.failed_at) < FAILURE_TIMES:  # to hold beside a harness's phases
+            self.result.failed_at.append(round(time.time(), 1))
 
 
 class _TcpExchange:

@@ -6,7 +6,7 @@ beside the kubelet's chains, a user's chain and set and a hand-made virtual serv
 
 - The removal alone, on the nft and the legacy iptables backend.
 - The whole daemon taking the node over under traffic and handing it back: pods and the
-  client are separate processes (`ipvsd.testing.takeover_traffic`): a long-lived connection
+  client are separate processes (`ipvsd.testing.traffic`): a long-lived connection
   and a stream of new ones through every TCP Service and a UDP flow, from before ipvsd
   starts until kube-proxy's rules are back; none may break or fail, nor the flow move.
 - Beside a live kube-proxy (something answering /proxyMode on 127.0.0.1:10249): in iptables
@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,7 @@ from ipvsd.dataplane.kube_proxy_leftovers import NetfilterLeftovers
 from ipvsd.reconcile.takeover import KubeProxyLeftovers, KubeProxyRunning
 from ipvsd.testing.apiserver import ApiServer
 from ipvsd.testing.netns import entered, lab
+from ipvsd.testing.traffic import HELLO, Flow, Generator, serve_argv
 from tests.kernel.takeover_support import (
     DATA,
     HAND_MADE,
@@ -144,10 +148,22 @@ def cluster_objects() -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def in_namespace(namespace: str, *args: str) -> subprocess.Popen[bytes]:
+PODS = {"pod-a": "10.200.1.2", "pod-b": "10.200.2.2"}  # lab() numbers them in this order
+
+
+def accepts(pod: str, address: str) -> bool:
+    """Whether the pod's server listens (a readiness probe, from inside the pod)."""
+    with entered(pod):
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with probe:
+        probe.settimeout(2.0)
+        return probe.connect_ex((address, 8080)) == 0
+
+
+def pod_server(pod: str) -> subprocess.Popen[bytes]:
+    """A pod's server (ipvsd.testing.traffic) in its namespace: TCP 8080, UDP 5353."""
     return subprocess.Popen(
-        ["ip", "netns", "exec", namespace, sys.executable, "-m", "ipvsd.testing.takeover_traffic",
-         *args],
+        ["ip", "netns", "exec", pod, *serve_argv(pod, 8080, 5353)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
 
@@ -173,31 +189,55 @@ def kube_proxy_sync_again() -> None:
     run("ipvsadm", "-R", stdin="\n".join(edits) + "\n")
 
 
-def stop_load(report: Path) -> None:
-    Path(f"{report}.stop").write_text("stop\n")
+def phase(what: str) -> None:
+    """Printed with the time, as the load's errors are: a failure names the phase it fell in."""
+    print(f"{time.time():.1f} {what}")
+
+
+@contextlib.contextmanager
+def timed_logs() -> Iterator[None]:
+    """The daemon's log lines (debug too) printed with their times, beside the phases."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(created).1f %(name)s %(message)s"))
+    logger = logging.getLogger("ipvsd")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+# Per TCP target a long-lived connection (64 bytes echoed every 0.3 s) and a new connection
+# every 0.1 s; a UDP flow from one source port. Each reply is due within 5 s.
+FLOWS = [
+    *(Flow(f"{target} {kind}", kind, target, interval=interval, timeout=5.0)
+      for target in TARGETS for kind, interval in (("long", 0.3), ("new", 0.1))),
+    Flow(f"{UDP_TARGET} udp", "udp", UDP_TARGET, interval=0.3, timeout=5.0, source_port=40053),
+]  # fmt: skip
 
 
 @contextlib.asynccontextmanager
-async def traffic(report: Path) -> AsyncIterator[None]:
-    """Pods serving and a client loading every target, each its own process, until the
-    client has been answered through every target; on exit the client's report is written."""
-    processes: list[subprocess.Popen[bytes]] = []
+async def traffic(log: Path) -> AsyncIterator[Generator]:
+    """Pods serving and a client loading every target (FLOWS), each its own process, from the
+    moment the client has been answered through every target."""
     with lab() as net:
         for name in ("pod-a", "pod-b", "client"):
             net.add_namespace(name)
+        servers = [pod_server("pod-a"), pod_server("pod-b")]
+        for pod, address in PODS.items():  # a refused first connection would count as failed
+            await until(functools.partial(accepts, pod, address), f"{pod} listening")
+        generator = await Generator.start("client", FLOWS, log)
         try:
-            processes += [in_namespace("pod-a", "serve", "pod-a", "10.200.1.2"),
-                          in_namespace("pod-b", "serve", "pod-b", "10.200.2.2")]  # fmt: skip
-            tcp = [word for target in TARGETS for word in ("--tcp", target)]
-            processes.append(in_namespace("client", "load", str(report), *tcp, "--udp", UDP_TARGET))
-            await until(Path(f"{report}.ready").exists, "an answer through every target")
-            yield
-            stop_load(report)
-            await until(report.exists, "the load report")
+            assert await generator.ready(), "no answer through some target"
+            yield generator
         finally:
-            for process in processes:
-                process.kill()
-                process.wait()
+            await generator.kill()
+            for server in servers:
+                server.kill()
+                server.wait()
 
 
 async def ipvsd_takes_over(before: dict[str, str]) -> None:
@@ -226,6 +266,7 @@ async def ipvsd_takes_over(before: dict[str, str]) -> None:
             table = ipvs_rules()
             assert HAND_MADE in table
             assert "-a -t 10.96.0.20:80 -r 10.200.2.2:8080 -m -w 1" in table  # weight corrected
+            phase("kube-proxy's leftovers removed")
             await asyncio.sleep(5)  # traffic through ipvsd alone
         finally:
             daemon.cancel()
@@ -240,9 +281,9 @@ async def test_kube_proxy_to_ipvsd_and_back_without_losing_a_connection(
     node_before("nft")
     before = {family: saved("nft", family) for family in ("ipv4", "ipv6")}
     kube_proxy_was_here("nft")
-    report = tmp_path / "load.json"
-    async with traffic(report):  # ready: served by kube-proxy's state
-        with caplog.at_level(logging.INFO, logger="ipvsd.reconcile.takeover"):
+    async with traffic(tmp_path / "traffic.log") as generator:  # ready: through kube-proxy's state
+        phase("ipvsd starts")
+        with caplog.at_level(logging.INFO, logger="ipvsd.reconcile.takeover"), timed_logs():
             await ipvsd_takes_over(before)
         removals = [r for r in caplog.records if "removed kube-proxy's" in r.getMessage()]
         assert len(removals) == 1, [r.getMessage() for r in caplog.records]
@@ -251,19 +292,20 @@ async def test_kube_proxy_to_ipvsd_and_back_without_losing_a_connection(
         # kube-proxy starts, writes its rules and sets and adopts the virtual servers; then
         # ipvsd's nftables table is deleted.
         assert "-A -t 10.96.0.10:80 -s rr" in ipvs_rules()
+        phase("ipvsd stopped; kube-proxy syncs")
         kube_proxy_sync_again()
+        phase("ipvsd's table deleted")
         run("nft", "delete", "table", "inet", "ipvsd")
         assert "KUBE-IPVS-FILTER" in saved("nft")
         await asyncio.sleep(5)  # traffic through kube-proxy's rules alone
-    results = json.loads(report.read_text())
-    for target in TARGETS:
-        result = results[target]
-        assert result["breaks"] == [], (target, result)
-        assert len(result["held_by"]) == 1, (target, result)
-        assert result["new_failed"] == 0, (target, result)
-        assert result["new_ok"] > 0, (target, result)
-    assert results["udp"]["lost"] == 0, results["udp"]
-    assert len(results["udp"]["pods"]) == 1, results["udp"]
+        phase("traffic stops")
+        results = await generator.stop()
+    for result in results:
+        shown = json.dumps(asdict(result))  # failed_at: times to hold beside the phases
+        assert (result.interrupted, result.failed_new, result.udp_lost) == (0, 0, 0), shown
+        assert result.replies > 0, shown
+        if result.kind != "new":  # the long-lived connection and the UDP flow never moved
+            assert len(result.backends) == 1, shown
 
 
 # --- beside a live kube-proxy -----------------------------------------------------------------
@@ -288,12 +330,11 @@ async def live_kube_proxy(mode: str) -> AsyncIterator[None]:
 
 
 def ask(address: str, port: int) -> str:
-    """One request from the client namespace; the pod's answer."""
+    """One connection from the client namespace; the name the pod greets it with."""
     with entered("client"):
         sock = socket.create_connection((address, port), timeout=5)
     with sock:
-        sock.sendall(b"ping\n")
-        return sock.makefile("rb").readline().decode().strip()
+        return sock.makefile("rb").read(HELLO).decode().strip()
 
 
 def packets(chain: str) -> int:
@@ -324,7 +365,7 @@ async def test_beside_kube_proxy_in_iptables_mode_each_service_is_served_by_its_
     with lab() as net:
         for name in ("pod-a", "client"):
             net.add_namespace(name)
-        pod = in_namespace("pod-a", "serve", "pod-a", "10.200.1.2")
+        pod = pod_server("pod-a")
         try:
             async with live_kube_proxy("iptables"), ApiServer() as server:
                 old, new = service("old", "10.96.0.60", 80), service("new", "10.96.0.61", 80)
