@@ -26,7 +26,13 @@ import aiohttp
 
 from ipvsd.testing.cluster_net import CLUSTER_CIDR, NodeSpec
 
-IPVSD_FLAGS = (f"--cluster-cidr={CLUSTER_CIDR}", "--ipvs-sync-period=10s")
+# The nodes are network namespaces of one kernel, none of them its initial one, so
+# nf_conntrack_max is read-only for them: leave it, as kind tells its nodes' kube-proxy to.
+IPVSD_FLAGS = (
+    f"--cluster-cidr={CLUSTER_CIDR}",
+    "--ipvs-sync-period=10s",
+    "--conntrack-max-per-core=0",
+)
 
 
 @dataclass
