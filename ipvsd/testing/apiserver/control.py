@@ -7,9 +7,14 @@
                                  "dropWatches": {"mode": "abort" | "end"},
                                  "compact": {"resourceVersion": 120},     (omit: everything)
                                  "restart": {"downSeconds": 0.5},
+                                 "acceptAnything": {"resources": ["endpointslices"],
+                                                    "enabled": true},
                                  "clear": {}}
                                 any subset of the keys; applied in the order listed here
-                                (after "clear", which goes first); answers the armed faults
+                                (after "clear", which goes first); answers the armed faults.
+                                acceptAnything: store and serve those resources as
+                                given, unvalidated (`Store.accept_anything`); "clear"
+                                does not undo it
     GET    /_emulator/faults    the armed faults
     DELETE /_emulator/faults    disarm everything
     GET    /_emulator/requests  the request log ({"method", "path", "query", ...}, oldest first)
@@ -30,12 +35,14 @@ from aiohttp import web
 from ipvsd.testing.apiserver import errors as api
 from ipvsd.testing.apiserver.faults import Faults
 from ipvsd.testing.apiserver.middleware import RequestRecord
+from ipvsd.testing.apiserver.store import Store
 
 
 class Controllable(Protocol):
     """What the control endpoints act on (the ApiServer)."""
 
     faults: Faults
+    store: Store
 
     def drop_watches(self, *, mode: str = "abort") -> int: ...
 
@@ -78,6 +85,7 @@ def apply_actions(server: Controllable, body: object) -> dict[str, Any]:
         "dropWatches",
         "compact",
         "restart",
+        "acceptAnything",
     }
     if unknown:
         raise api.bad_request(f"unknown fault actions: {sorted(unknown)}")
@@ -109,7 +117,11 @@ def apply_actions(server: Controllable, body: object) -> dict[str, Any]:
         if (restart := _section(body, "restart")) is not None:
             server.schedule_restart(float(restart.get("downSeconds", 0)))
             report["restarting"] = True
-    except (TypeError, ValueError) as error:
+        if (accept := _section(body, "acceptAnything")) is not None:
+            for plural in accept.get("resources") or ():
+                server.store.accept_anything(str(plural), enabled=bool(accept.get("enabled", True)))
+            report["acceptingAnything"] = server.store.accepting_anything
+    except (TypeError, ValueError, KeyError) as error:
         raise api.bad_request(f"invalid fault action: {error}") from error
     return report
 

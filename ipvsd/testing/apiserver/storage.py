@@ -61,7 +61,9 @@ class Stored:
         metadata["resourceVersion"] = str(rv)
         content = {k: v for k, v in document.items() if k not in {"kind", "apiVersion"}}
         content["metadata"] = metadata
-        labels = metadata.get("labels") or _NO_LABELS
+        labels = metadata.get("labels")
+        if not isinstance(labels, Mapping):  # only an unvalidated store (a fault) lets one in
+            labels = _NO_LABELS
         return Stored(
             resource,
             metadata.get("namespace", "") if resource.namespaced else "",

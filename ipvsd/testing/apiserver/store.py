@@ -7,6 +7,12 @@ cannot set, `status` changed only through the status subresource for kinds that 
 no-op update that neither bumps the resource version nor notifies watchers, and deletion that
 waits for `metadata.finalizers` to empty.
 
+`accept_anything(resource)` is a fault: from then on that resource's objects are stored and
+served as given, with no decoding, defaults, allocation or validation beyond what the store
+needs to key them (a JSON object whose `metadata` is an object with a string `name`, and
+`namespace` for namespaced kinds). That is what a buggy controller writing through an older or
+laxer server, or straight into etcd, leaves for a proxy to read.
+
 The HTTP layer calls the `*_stored` methods (which take ownership of the documents they are
 given and return `Stored` versions). Tests call the dict methods below them (`create`, `get`,
 `update`, `patch`, `delete`, `load`...), which copy their input and return plain dicts; they go
@@ -66,10 +72,24 @@ class Store:
         self.storage = storage
         self._strategies = strategies
         self._clock = clock
+        self._unvalidated: set[ResourceType] = set()
 
     @property
     def resource_version(self) -> int:
         return self.storage.resource_version
+
+    def accept_anything(self, resource: str | ResourceType, *, enabled: bool = True) -> None:
+        """Fault: store and serve `resource` as given (see the module docstring); objects
+        stored meanwhile give back nothing they did not take (no allocation is released)."""
+        resource = lookup(resource)
+        if enabled:
+            self._unvalidated.add(resource)
+        else:
+            self._unvalidated.discard(resource)
+
+    @property
+    def accepting_anything(self) -> list[str]:
+        return sorted(resource.plural for resource in self._unvalidated)
 
     def now(self) -> datetime:
         return self._clock()
@@ -104,10 +124,29 @@ class Store:
                 f"the API version in the data ({version}) and kind ({kind}) do not match the"
                 f" endpoint ({resource.api_version}, {resource.kind})"
             )
+        if resource in self._unvalidated:
+            return self._keyable(resource, document)
         document = decode(resource, document)
         document["kind"], document["apiVersion"] = resource.kind, resource.api_version
         document.setdefault("metadata", {})
         return document
+
+    @staticmethod
+    def _keyable(resource: ResourceType, document: Document) -> Document:
+        """An unvalidated document: anything, as long as the store can key it."""
+        metadata = document.setdefault("metadata", {})
+        if not isinstance(metadata, dict) or not isinstance(metadata.get("name", ""), str):
+            raise api.bad_request("metadata must be an object with a string name")
+        if not isinstance(metadata.get("namespace", ""), str):
+            raise api.bad_request("metadata.namespace must be a string")
+        document["kind"], document["apiVersion"] = resource.kind, resource.api_version
+        return document
+
+    def _problems(self, resource: ResourceType, metadata: Document) -> list[api.FieldError]:
+        """`validate_metadata`; for an unvalidated resource only that a name is there."""
+        if resource not in self._unvalidated:
+            return validate_metadata(metadata, self._strategies[resource].name_rule)
+        return [] if metadata.get("name") else [api.FieldError.required("metadata.name")]
 
     def _place(self, resource: ResourceType, namespace: str | None, metadata: Document) -> str:
         """The namespace an object lives in ("" for cluster-scoped); checks it exists."""
@@ -146,14 +185,15 @@ class Store:
                     break
         strategy = self._strategies[resource]
         stamp_new(metadata, self._clock)
-        if strategy.clears_status_on_create:
+        unvalidated = resource in self._unvalidated
+        if strategy.clears_status_on_create and not unvalidated:
             document.pop("status", None)
-        problems = validate_metadata(metadata, strategy.name_rule)
+        problems = self._problems(resource, metadata)
         if problems:
             raise self._invalid(resource, metadata.get("name"), problems)
         if self.storage.get(resource, (namespace, metadata["name"])) is not None:
             raise api.already_exists(resource.plural, resource.group, metadata["name"])
-        problems = strategy.prepare_create(document)
+        problems = [] if unvalidated else strategy.prepare_create(document)
         if problems:
             raise self._invalid(resource, metadata["name"], problems)
         return self.storage.write(resource, document)
@@ -200,8 +240,11 @@ class Store:
                 document.pop("status", None)
                 if "status" in old_document:
                     document["status"] = old_document["status"]
-            problems = validate_metadata(metadata, self._strategies[resource].name_rule)
-            problems = problems or self._strategies[resource].prepare_update(document, old_document)
+            problems = self._problems(resource, metadata)
+            if resource not in self._unvalidated:
+                problems = problems or self._strategies[resource].prepare_update(
+                    document, old_document
+                )
             if problems:
                 raise self._invalid(resource, name, problems)
         document["metadata"]["resourceVersion"] = str(old.rv)
@@ -266,7 +309,8 @@ class Store:
         return self._remove(resource, old.key, document), True
 
     def _remove(self, resource: ResourceType, key: tuple[str, str], document: Document) -> Stored:
-        self._strategies[resource].release(document)
+        if resource not in self._unvalidated:
+            self._strategies[resource].release(document)
         return self.storage.remove(resource, key)
 
     # -- the same rules on plain dicts (tests) ---------------------------------------------------
