@@ -47,10 +47,10 @@ from ipvsd.plan.node_labels import needs_other_nodes
 from ipvsd.plan.ownership import Ownership
 from ipvsd.plan.sysctls import kernel_version, required_sysctls
 from ipvsd.reconcile.conntrack_settings import apply_conntrack_settings
+from ipvsd.reconcile.firewall_isolation import FirewallPort
 from ipvsd.reconcile.other_nodes import OtherNodesDemand, plannable
 from ipvsd.reconcile.runner import BoundedFrequencyRunner
 from ipvsd.reconcile.syncer import (
-    FirewallPort,
     Syncer,
     SyncReport,
     SyncSettings,
@@ -311,7 +311,7 @@ async def run(config: ProxyConfig) -> int:
     health = ProxyHealth(
         sync_period=config.ipvs_sync_period, families=family_names(kernel_families())
     )
-    metrics = ProxyMetrics()
+    metrics = ProxyMetrics(families=health.families)
     servers = _servers(config, health, metrics)
     try:
         for server in servers:
@@ -516,28 +516,33 @@ class _SyncLoop:
     async def sync(self, periodic: bool) -> None:
         pending = self._tracker.take()
         started_wall, started = time.time(), time.perf_counter()
+        full = pending.full or periodic
         try:
-            report = await self._syncer.sync(
-                full=pending.full or periodic, services=pending.services
-            )
+            report = await self._syncer.sync(full=full, services=pending.services)
         except Exception:
             self._tracker.give_back(pending)
+            self._record_isolated()
             self._metrics.sync_error("sync")
-            self._metrics.sync_finished(time.perf_counter() - started, ok=False)
+            self._metrics.sync_finished(time.perf_counter() - started, full=full, ok=False)
             raise
+        self._record_isolated()
         self._health.updated(started=started_wall)
-        self._metrics.sync_finished(time.perf_counter() - started, ok=not report.failures)
+        self._metrics.sync_finished(
+            time.perf_counter() - started, full=report.full, ok=not report.failures
+        )
         self._metrics.changes_seen(
             services=pending.service_changes, endpoints=pending.endpoint_changes
         )
         self._metrics.changes_pending(
             services=self._tracker.pending_counts[0], endpoints=self._tracker.pending_counts[1]
         )
-        self._metrics.no_local_endpoints(
-            internal=report.no_local_internal, external=report.no_local_external
-        )
-        for when in pending.trigger_times.values():
-            self._metrics.network_programming(max(0.0, time.time() - when))
+        self._metrics.no_local_endpoints(report.no_local)
+        for ref, when in pending.trigger_times.items():
+            service = self._syncer.service(ref)
+            families = family_names(
+                {Family.of(ip) for ip in service.cluster_ips} if service is not None else ()
+            )
+            self._metrics.network_programming(max(0.0, time.time() - when), families)
         for failure in report.failures:
             self._metrics.sync_error("kernel")
             log.debug("kernel failure recorded: %s", failure)
@@ -547,6 +552,7 @@ class _SyncLoop:
         for by_service, record, reason in (
             (report.warnings, self._events.warn, "InvalidAnnotation"),
             (report.notices, self._events.notice, "SchedulerSubstituted"),
+            (report.unavailable, self._events.warn, "SchedulerUnavailable"),
             (report.external_ip_warnings, self._events.warn, "ExternalIPNotServed"),
         ):
             for ref, notes in by_service.items():
@@ -554,6 +560,18 @@ class _SyncLoop:
                 if service is not None:
                     await record(service, reason, notes)
         _log_report(report)
+
+    def _record_isolated(self) -> None:
+        """What the syncer counted, failed syncs included: kernel operations by result, nft
+        refusals as kube-proxy's restore failures, failures kept to one Service or address."""
+        operations = self._syncer.kernel.take()
+        self._metrics.kernel_operations(operations)
+        for _ in range(operations.get(("nftables_replace", "error"), 0)):
+            self._metrics.restore_failed()
+        for _ in range(operations.get(("nftables_update", "error"), 0)):
+            self._metrics.restore_failed(partial=True)
+        for kind, count in self._syncer.problems.take_counts().items():
+            self._metrics.sync_error(kind, count)
 
     def _health_checks(self) -> dict[ServiceRef, tuple[int, int]]:
         checks: dict[ServiceRef, tuple[int, int]] = {}

@@ -24,7 +24,7 @@ import logging
 import os
 import socket
 import struct
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from ipaddress import ip_address
 from typing import Any, Protocol, TypeVar
@@ -106,33 +106,46 @@ def encode_address(address: IPAddress, index: int) -> bytes:
     return IFADDRMSG.pack(socket.AF_INET6, 128, 0, 0, index) + attribute(IFA_ADDRESS, packed)
 
 
+class AddressesRefused(OSError):
+    """The kernel refused some addresses of a batch (the others were done): `refused` maps
+    each to its errno. Who asked decides what to log, and how often."""
+
+    def __init__(self, code: int, message: str, refused: Mapping[IPAddress, int]) -> None:
+        super().__init__(code, message)
+        self.refused = dict(refused)
+
+
 def failure_report(
     verb: str, device: str, addresses: Sequence[IPAddress], codes: Sequence[int], ignore: int
-) -> OSError | None:
-    """Log every address the kernel refused, one line per errno, and sum them up in one error
-    (carrying the first failure's errno); None when all succeeded or failed with `ignore`."""
+) -> AddressesRefused | None:
+    """Every address the kernel refused, grouped by errno and summed up in one error (carrying
+    the first failure's errno and each refused address); None when all succeeded or failed
+    with `ignore`."""
     by_code: dict[int, list[str]] = {}
+    refused: dict[IPAddress, int] = {}
     for address, code in zip(addresses, codes, strict=True):
         if code and code != ignore:
             by_code.setdefault(code, []).append(str(address))
+            refused[address] = code
     if not by_code:
         return None
     parts = []
     for code, failed in by_code.items():
         reason = os.strerror(code)
-        log.error(
-            "%s on %s failed for %d addresses (%s): %s",
-            verb,
-            device,
-            len(failed),
-            reason,
-            ", ".join(failed),
-        )
         more = f" and {len(failed) - SHOWN_PER_ERROR} more" if len(failed) > SHOWN_PER_ERROR else ""
         parts.append(f"{reason}: {', '.join(failed[:SHOWN_PER_ERROR])}{more}")
     count = sum(len(failed) for failed in by_code.values())
     summary = f"{verb} {count} of {len(addresses)} addresses on {device} failed: "
-    return OSError(next(iter(by_code)), summary + "; ".join(parts))
+    return AddressesRefused(next(iter(by_code)), summary + "; ".join(parts), refused)
+
+
+def refused_by_the_kernel(address: IPAddress) -> int:
+    """The errno Linux gives for binding `address` as a host address (0: it takes it): IPv6
+    multicast and the unspecified address are refused (EADDRNOTAVAIL; `ip addr add ff05::1/128`
+    says so), IPv4 takes anything. The fake refuses the same."""
+    if address.version == 6 and (address.is_multicast or address.is_unspecified):
+        return errno.EADDRNOTAVAIL
+    return 0
 
 
 class RtnlAddresses:
@@ -280,7 +293,14 @@ class FakeAddresses:
     async def bind(self, addresses: Iterable[IPAddress]) -> None:
         if not self.device_exists:
             raise OSError(errno.ENODEV, f"interface {self.device} does not exist")
-        self._host.update((address, self.device) for address in addresses)
+        wanted = list(addresses)
+        codes = [refused_by_the_kernel(address) for address in wanted]
+        self._host.update(
+            (a, self.device) for a, code in zip(wanted, codes, strict=True) if not code
+        )
+        error = failure_report("bind", self.device, wanted, codes, errno.EEXIST)
+        if error is not None:
+            raise error
 
     async def unbind(self, addresses: Iterable[IPAddress]) -> None:
         self._host.difference_update((address, self.device) for address in addresses)

@@ -1,4 +1,4 @@
-"""Test-only fault switches and hold points at the IPVS adapter's seam, read from the environment.
+"""Test-only fault switches and hold points at the dataplane's seams, read from the environment.
 
 The disruption harness (`ipvsd.testing.disruption`) needs the real daemon on the real code
 path to misbehave on purpose, or to stop at a known step so that it can be killed there
@@ -15,6 +15,10 @@ per adapter call.
   reaches that call it writes `IPVSD_HOLD_FILE` (`<pid> <step>:<n>`) and blocks its netlink
   worker (the event loop keeps running, the sync waits) until that file is removed, or for at
   most `IPVSD_HOLD_SECONDS` (default 60). The harness SIGKILLs the daemon there: mid full sync.
+- `IPVSD_FAULT_NFT_REFUSE=<address>`: every nftables table or element change that holds this
+  VIP gets one more element, for a set that does not exist, so nft refuses the whole
+  transaction, as it would refuse an element the kernel rejects. The failure-isolation tests
+  give one Service that address (`tests/kernel/test_isolation.py`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,10 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from ipaddress import ip_address
 from pathlib import Path
+
+from ipvsd.model.ipvs import IPAddress
 
 
 @dataclass(slots=True)
@@ -61,3 +68,15 @@ class IpvsFaults:
         deadline = time.monotonic() + self.hold_seconds
         while self.hold_file.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
+
+
+@dataclass(frozen=True, slots=True)
+class NftFaults:
+    """The nftables adapter's switch (see the module docstring); inert by default."""
+
+    refuse: IPAddress | None = None
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> NftFaults:
+        text = environ.get("IPVSD_FAULT_NFT_REFUSE", "").strip()
+        return cls(refuse=ip_address(text) if text else None)

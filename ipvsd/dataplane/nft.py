@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
+from ipvsd.dataplane.faults import NftFaults
 from ipvsd.model.firewall import Firewall, FirewallChanges, FirewallConfig
 from ipvsd.model.ipvs import IPAddress, Protocol
 from ipvsd.model.service import IPNetwork
@@ -255,16 +256,20 @@ def check_support(firewall: Firewall) -> str | None:
 
 
 class NftFirewall:
-    """Applies a `Firewall` to the kernel: whole (`apply`) or as element changes (`update`)."""
+    """Applies a `Firewall` to the kernel: whole (`apply`) or as element changes (`update`).
 
-    def __init__(self) -> None:
+    `refuse` is a test-only fault switch (`faults.NftFaults`): a table or change holding that
+    VIP gets one more element for a set that does not exist, so nft really refuses it."""
+
+    def __init__(self, *, refuse: IPAddress | None = None) -> None:
         self._applied: Firewall | None = None
+        self._refuse = refuse if refuse is not None else NftFaults.from_environment().refuse
 
     async def apply(self, firewall: Firewall) -> bool:
         """Replace the table if `firewall` differs from the last one applied; True if it did."""
         if firewall == self._applied:
             return False
-        await run_nft(render(firewall))
+        await run_nft(render(firewall) + self._fault(firewall))
         self._applied = firewall
         return True
 
@@ -274,7 +279,20 @@ class NftFirewall:
         NftError, and the caller replaces the table with `apply`."""
         self._applied = None  # no longer known without rebuilding it: the next apply replaces
         if not changes.empty:
-            await run_nft(render_changes(changes))
+            await run_nft(render_changes(changes) + self._fault(changes.added))
+
+    async def check(self, firewall: Firewall) -> str | None:
+        """nft's complaint about `firewall`'s table (`nft --check`: nothing changes), or None."""
+        try:
+            await run_nft(render(firewall) + self._fault(firewall), "--check")
+        except NftError as error:
+            return str(error)
+        return None
+
+    def _fault(self, firewall: Firewall) -> str:
+        if self._refuse is None or self._refuse not in firewall.vips:
+            return ""
+        return f"add element inet {TABLE} refused_by_fault_switch {{ {self._refuse} }}\n"
 
     async def cleanup(self) -> None:
         await run_nft(cleanup_script())

@@ -34,6 +34,7 @@ class NodeContext:
     families: tuple[Family, ...] = (Family.INET,)
     default_scheduler: str = "rr"
     schedulers: frozenset[str] = KNOWN_SCHEDULERS
+    missing_schedulers: frozenset[str] = frozenset()  # refused by this node's kernel
     labels: tuple[tuple[str, str], ...] = ()
     nodes: Mapping[str, Node] = field(default_factory=lambda: _NO_NODES, compare=False)
     topology_source: TopologySource = "hints"

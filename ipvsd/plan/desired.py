@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ipvsd.model.endpoint import EndpointSlice
 from ipvsd.model.ipvs import (
@@ -86,6 +86,7 @@ class DesiredService:
     warnings: tuple[str, ...] = ()
     notices: tuple[str, ...] = ()  # worth a log line and a Normal Event, not a warning
     external_ip_warnings: tuple[str, ...] = ()  # externalIPs not served, and why
+    unavailable: tuple[str, ...] = ()  # what this node lacks (a scheduler): a Warning Event
 
     def real_servers_by_proximity(self) -> dict[str, int]:
         """Distinct real servers over every virtual server, counted by proximity name."""
@@ -133,7 +134,10 @@ def desired_service(
     slices = tuple(slices)
     topology = topology_policy(service)
     scheduling = choose_scheduler(
-        service, default=node.default_scheduler, available=node.schedulers
+        service,
+        default=node.default_scheduler,
+        available=node.schedulers,
+        missing=node.missing_schedulers,
     )
     notices: tuple[str, ...] = ()
     if topology.mode is TopologyHandling.WEIGHT:
@@ -165,6 +169,7 @@ def desired_service(
         bound_addresses=tuple(sorted(bound, key=lambda a: (a.version, int(a)))),
         warnings=scheduling.warnings + topology.warnings,
         notices=notices,
+        unavailable=scheduling.unavailable,
         external_ip_warnings=node.external_ips.warnings(service.external_ips),
     )
 
@@ -176,19 +181,17 @@ def _weighted(
     sibling = weighted_scheduler(scheduling.name)
     if sibling is None:
         return scheduling, ()
-    if sibling not in node.schedulers:
+    if sibling not in node.schedulers or sibling in node.missing_schedulers:
         warning = (
             f"ipvsd.io/topology-mode: weight: scheduler {scheduling.name!r} ignores weights and "
             f"this node has no {sibling!r}; traffic is spread evenly"
         )
-        return SchedulerChoice(
-            scheduling.name, scheduling.flags, (*scheduling.warnings, warning)
-        ), ()
+        return replace(scheduling, warnings=(*scheduling.warnings, warning)), ()
     notice = (
         f"ipvsd.io/topology-mode: weight needs a weighted scheduler; "
         f"using {sibling!r} instead of {scheduling.name!r}"
     )
-    return SchedulerChoice(sibling, scheduling.flags, scheduling.warnings), (notice,)
+    return replace(scheduling, name=sibling), (notice,)
 
 
 def _vips(service: Service, family: Family, node: NodeContext) -> list[tuple[VipKind, IPAddress]]:

@@ -10,6 +10,10 @@ Per-service schedulers were refused upstream many times; ipvsd reads them from a
 
 An invalid value never breaks the Service: the default is used and a warning is returned for
 the log and a Warning Event. `mh` without explicit flags gets mh-port, as kube-proxy sets it.
+
+A scheduler the node's kernel refused (no `ip_vs_<name>` module it can load: the syncer learns
+that from the kernel, `reconcile.schedulers`) is replaced by `FALLBACK_SCHEDULER`, with a
+message of its own (`SchedulerChoice.unavailable`): the Service keeps its virtual servers.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ KUBE_ROUTER_FLAG_NAMES = {
 }
 
 
+FALLBACK_SCHEDULER = "rr"  # every IPVS kernel has it (ipvsd loads ip_vs_rr at start)
+
 # Schedulers that ignore real-server weights, and the weighted scheduler closest in spirit
 # (dh keeps a destination on one server; lblc does too, weighted).
 WEIGHTED_SIBLINGS = {"rr": "wrr", "lc": "wlc", "dh": "lblc"}
@@ -47,6 +53,7 @@ class SchedulerChoice:
     name: str
     flags: ServiceFlag = NO_FLAGS
     warnings: tuple[str, ...] = ()
+    unavailable: tuple[str, ...] = ()  # the wanted scheduler is not on this node
 
 
 def default_flags(scheduler: str) -> ServiceFlag:
@@ -55,9 +62,14 @@ def default_flags(scheduler: str) -> ServiceFlag:
 
 
 def choose_scheduler(
-    service: Service, *, default: str, available: frozenset[str] = KNOWN_SCHEDULERS
+    service: Service,
+    *,
+    default: str,
+    available: frozenset[str] = KNOWN_SCHEDULERS,
+    missing: frozenset[str] = frozenset(),
 ) -> SchedulerChoice:
-    """The scheduler and flags for `service`'s virtual servers (never raises)."""
+    """The scheduler and flags for `service`'s virtual servers (never raises). `missing`:
+    schedulers this node's kernel refused; they fall back to `FALLBACK_SCHEDULER`."""
     warnings: list[str] = []
     own = service.annotation(SCHEDULER)
     router = service.annotation(KUBE_ROUTER_SCHEDULER)
@@ -79,6 +91,14 @@ def choose_scheduler(
         )
     else:
         flags = default_flags(name)
+    if name in missing and name != FALLBACK_SCHEDULER:
+        note = (
+            f"scheduler {name!r} is not available on this node (the kernel has no ip_vs_{name} "
+            f"module it can load); using {FALLBACK_SCHEDULER!r} until it is"
+        )
+        return SchedulerChoice(
+            FALLBACK_SCHEDULER, default_flags(FALLBACK_SCHEDULER), tuple(warnings), (note,)
+        )
     return SchedulerChoice(name, flags, tuple(warnings))
 
 

@@ -25,19 +25,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv6Address
-from typing import Protocol
 
 from ipvsd.config.settings import DEFAULT_NODE_PORT_RANGE
 from ipvsd.config.values import NodePortAddresses, TopologySource
-from ipvsd.dataplane.addresses import Addresses
+from ipvsd.dataplane.addresses import Addresses, AddressesRefused
 from ipvsd.dataplane.conntrack import Conntrack
 from ipvsd.dataplane.ipvs import Ipvs
 from ipvsd.model.endpoint import EndpointSlice
-from ipvsd.model.firewall import Firewall, FirewallChanges, FirewallConfig
+from ipvsd.model.firewall import Firewall, FirewallConfig
 from ipvsd.model.ipvs import (
     KNOWN_SCHEDULERS,
     DeleteService,
@@ -60,21 +60,14 @@ from ipvsd.plan.firewall_ledger import FirewallLedger
 from ipvsd.plan.ownership import Ownership
 from ipvsd.reconcile.claims import Claims
 from ipvsd.reconcile.draining import DrainClock
+from ipvsd.reconcile.firewall_isolation import FirewallLoader, FirewallPort, FirewallRefused
+from ipvsd.reconcile.isolation import KernelTally, Problems
+from ipvsd.reconcile.schedulers import SchedulerAvailability, fell_back, operation_key, wanting
 from ipvsd.reconcile.udp_conntrack import NO_CLEANUP, CleanupOutcome, UdpConntrackCleaner
 
 log = logging.getLogger(__name__)
 
-
-class FirewallPort(Protocol):
-    """What the syncer needs of the nftables adapter (`dataplane.nft.NftFirewall`)."""
-
-    async def apply(self, firewall: Firewall) -> bool:
-        """Make the table exactly `firewall` (True if anything was done)."""
-        ...
-
-    async def update(self, changes: FirewallChanges) -> None:
-        """Add and delete set elements; raise if the table is not as `changes` assumes."""
-        ...
+Planner = Callable[[Service, Iterable[EndpointSlice], NodeContext], DesiredService]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +98,9 @@ class SyncReport:
     no_local_external: int = 0  # Services with eTP=Local and no local endpoint
     conntrack: CleanupOutcome = NO_CLEANUP  # stale UDP conntrack entries deleted
     external_ip_warnings: Mapping[ServiceRef, tuple[str, ...]] = field(default_factory=dict)
+    # (traffic policy "internal"/"external", "IPv4"/"IPv6") → Services without local endpoints
+    no_local: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    unavailable: Mapping[ServiceRef, tuple[str, ...]] = field(default_factory=dict)
 
 
 class Syncer:
@@ -125,11 +121,14 @@ class Syncer:
         clock: Callable[[], float] = time.monotonic,
         after_full_sync: Callable[[], Awaitable[object]] | None = None,
         conntrack: Conntrack | None = None,
+        planner: Planner = desired_service,
     ) -> None:
         """`services` lists every Service (full syncs); `service_of` finds one (partial syncs;
         without it they search `services`, which costs time in proportion to the cluster).
         `after_full_sync` runs once each full sync has put everything in place (the takeover
-        from kube-proxy removes its leftovers there); its failure is logged, not raised."""
+        from kube-proxy removes its leftovers there); its failure is logged, not raised.
+        `planner` plans one Service (`plan.desired.desired_service`; tests give one that
+        fails for a chosen Service, to show that the failure stays with it)."""
         self._ipvs = ipvs
         self._addresses = addresses
         self._firewall = firewall
@@ -156,12 +155,23 @@ class Syncer:
         self._ledger = FirewallLedger(settings.firewall)
         self._failed = False  # the state above is unreliable: the next sync is full
         self._said: dict[ServiceRef, tuple[tuple[str, ...], tuple[str, ...]]] = {}  # logged
+        # Failure isolation (`reconcile.isolation`): what went wrong for one Service or address
+        # stays with it, is said once and counted; the kernel operations are counted.
+        self._planner = planner
+        self.problems = Problems()
+        self.kernel = KernelTally()
+        self._loader = FirewallLoader(firewall, self._ledger, self.kernel, self.problems)
+        self._schedulers = SchedulerAvailability(self.problems)
+        self._refused_keys: set[ServiceKey] = set()  # a scheduler refused: plan again now
+        self._retry: set[ServiceRef] = set()  # planning failed: planned again at every sync
+        self._held: frozenset[ServiceRef] = frozenset()  # nft refused them: kept as they were
 
     # --- planning -----------------------------------------------------------------------------
 
     def node_context(self, host: list[tuple[IPAddress, str]]) -> NodeContext:
         """This node as the planner sees it, given the host's (address, interface) pairs."""
-        return node_context(host, self.settings, self._own_node(), self._nodes)
+        context = node_context(host, self.settings, self._own_node(), self._nodes)
+        return replace(context, missing_schedulers=self._schedulers.missing)
 
     def traffic(self) -> dict[ServiceKey, tuple[ServiceRef, str, Stats]]:
         """Counters of every programmed virtual server from the latest full sync's dump."""
@@ -185,19 +195,83 @@ class Syncer:
         """The host's addresses outside the dummy device, as the last full sync saw them."""
         return self._elsewhere
 
-    def plan(self, service: Service, node: NodeContext) -> DesiredService:
-        return desired_service(service, self._slices_of(service.ref), node)
+    def plan(self, service: Service, node: NodeContext) -> DesiredService | None:
+        """The Service's plan; if planning raises, what was programmed for it before (None if
+        nothing was): the failure is logged once and counted, and it is planned again at every
+        sync until it plans."""
+        ref = service.ref
+        try:
+            desired = self._planner(service, self._slices_of(ref), node)
+        except Exception as error:
+            self._retry.add(ref)
+            self.problems.report(
+                "plan",
+                str(ref),
+                f"Service {ref}: planning failed ({type(error).__name__}: {error}); its "
+                f"kernel objects stay as they were; planned again at every sync",
+                exc_info=True,
+            )
+            return self.programmed.get(ref)
+        if ref in self._retry:
+            self._retry.discard(ref)
+            self.problems.resolved("plan", str(ref), f"Service {ref}: planned again")
+        return desired
+
+    def _plan_all(
+        self, services: Mapping[ServiceRef, Service], node: NodeContext
+    ) -> dict[ServiceRef, DesiredService]:
+        planned = {ref: self.plan(service, node) for ref, service in services.items()}
+        return {ref: desired for ref, desired in planned.items() if desired is not None}
 
     # --- syncing ------------------------------------------------------------------------------
 
     async def sync(self, *, full: bool, services: Iterable[ServiceRef] = ()) -> SyncReport:
         try:
             if full or self._failed:
-                return await self._full()
-            return await self._partial(frozenset(services))
+                report = await self._full()
+            else:
+                try:
+                    report = await self._partial(frozenset(services) | self._retry)
+                except FirewallRefused:  # a full sync finds the Services nft refuses
+                    self._failed = True
+                    report = await self._full()
+            return await self._settle_schedulers(report)
         except BaseException:
             self._failed = True
             raise
+
+    async def _settle_schedulers(self, report: SyncReport) -> SyncReport:
+        """Plan again, at once, the Services whose scheduler the kernel just refused (they get
+        rr); after a full sync, ask the kernel again for each missing scheduler."""
+        again = wanting(self.programmed, self._refused_keys)
+        self._refused_keys = set()
+        probes = self._schedulers.probes(self.programmed) if report.full else []
+        if probes:
+            result = await self._ipvs.apply(probes)
+            self.kernel.ipvs(result)
+            if self._schedulers.probed(result):
+                again |= fell_back(self.programmed)
+        if not again or self._node is None:
+            return report
+        self._node = replace(self._node, missing_schedulers=self._schedulers.missing)
+        second = await self._partial(frozenset(again))
+
+        def merged(
+            first: Mapping[ServiceRef, tuple[str, ...]], then: Mapping[ServiceRef, tuple[str, ...]]
+        ) -> dict[ServiceRef, tuple[str, ...]]:
+            return {**{ref: v for ref, v in first.items() if ref not in again}, **then}
+
+        return replace(
+            report,
+            operations=report.operations + second.operations,
+            failures=report.failures + second.failures,
+            warnings=merged(report.warnings, second.warnings),
+            notices=merged(report.notices, second.notices),
+            unavailable=merged(report.unavailable, second.unavailable),
+            no_local=second.no_local,
+            no_local_internal=second.no_local_internal,
+            no_local_external=second.no_local_external,
+        )
 
     def _search(self, ref: ServiceRef) -> Service | None:
         return next((s for s in self._services() if s.ref == ref), None)
@@ -218,11 +292,10 @@ class Syncer:
         try:
             node = self.node_context(host)
             current = {service.ref: service for service in self._services()}
-            planned = self._claims.resolve_all(
-                {ref: self.plan(service, node) for ref, service in current.items()}
-            )
+            planned = self._claims.resolve_all(self._plan_all(current, node))
         finally:
             observed = await dumping
+            self.kernel.record("ipvs_dump", ok=True)
         self.last_dump = observed
         table = {
             d.server.key: (d.server, d.real_servers)
@@ -233,7 +306,7 @@ class Syncer:
         creations = [op for key in early for op in creation(*table.pop(key))]
         adding = asyncio.ensure_future(self._apply(creations))
         await asyncio.sleep(0)  # the kernel adds them while this thread goes on
-        loading: asyncio.Future[bool] | None = None
+        loading: asyncio.Future[dict[ServiceRef, str]] | None = None
         try:
             bound_before, wanted = self._addresses_wanted(planned, host)
             ownership = Ownership.of(
@@ -244,20 +317,24 @@ class Syncer:
             )
             parts = {ref: self._firewall_part(current[ref], d) for ref, d in planned.items()}
             self._ledger.config = firewall_config(self.settings.firewall, self._own_node())
-            loading = asyncio.ensure_future(self._firewall.apply(self._ledger.reset(parts)))
+            loading = asyncio.ensure_future(self._loader.replace(parts))
             ops = diff_tables(
                 table, observed, owns=ownership.owns, drain_expired=self._drains.expired
             )
             self._drains.settle()
         finally:
             await _all_done(*(job for job in (loading, adding) if job is not None))
+        self._held = frozenset(loading.result())
+        if self._held:  # nft refused their shares: they stay as they were, the rest goes on
+            planned, ops = self._hold(planned, observed, early, ownership)
+            bound_before, wanted = self._addresses_wanted(planned, host)
         failures = adding.result() + await self._apply(ops)
-        await self._bind(wanted - bound_before)
+        refused = await self._bind(wanted - bound_before)
         cleanup = await self._clean_conntrack(planned)
         self.programmed = planned
         self._services_by_ref = current
-        await self._addresses.unbind(bound_before - wanted)
-        self._node, self._on_device = node, set(wanted)
+        await self._unbind(bound_before - wanted)
+        self._node, self._on_device = node, set(wanted) - refused
         self._elsewhere = frozenset(a for a, name in host if name != self.settings.device)
         self._wanted = {}
         for desired in planned.values():
@@ -281,10 +358,14 @@ class Syncer:
         planned = dict(self.programmed)
         for ref in refs:
             service = services.get(ref)
-            if service is None:
+            desired = self.plan(service, node) if service is not None else None
+            if desired is None:
                 planned.pop(ref, None)
+                if service is None and ref in self._retry:
+                    self._retry.discard(ref)
+                    self.problems.resolved("plan", str(ref), f"Service {ref} is gone")
             else:
-                planned[ref] = self.plan(service, node)
+                planned[ref] = desired
         planned, losers = self._claims.resolve(planned, refs, previous=self.programmed)
         newly, unwanted = self._recount_addresses(refs, planned)
         ops: list[Operation] = []
@@ -294,22 +375,40 @@ class Syncer:
         for ref in refs:
             current.pop(ref, None)
         current.update(services)
+        parts = {}
         for ref in refs | losers:
             desired = planned.get(ref)
-            self._ledger.set_part(
-                ref, None if desired is None else self._firewall_part(current[ref], desired)
-            )
-        await self._update_firewall()  # filters and masquerade ready before traffic flows
+            parts[ref] = None if desired is None else self._firewall_part(current[ref], desired)
+            self._ledger.set_part(ref, parts[ref])
+        await self._loader.update(parts)  # filters and masquerade ready before traffic flows
         failures = await self._apply(ops)
-        await self._bind(newly)  # a new VIP answers once its filter and servers exist
+        refused = await self._bind(newly)  # a new VIP answers once its filter and servers exist
         cleanup = await self._clean_conntrack(planned, refs | losers)
-        self._on_device |= newly
+        self._on_device |= newly - refused
         self.programmed = planned
         self._services_by_ref = current
-        await self._addresses.unbind(sorted(unwanted, key=_address_order))
+        await self._unbind(unwanted)
         self._on_device -= unwanted
         changed = {ref: planned[ref] for ref in refs if ref in planned}
         return self._report(False, changed, ops, failures, cleanup)
+
+    def _hold(
+        self,
+        planned: dict[ServiceRef, DesiredService],
+        observed: list[ObservedVirtualServer],
+        early: list[ServiceKey],
+        ownership: Ownership,
+    ) -> tuple[dict[ServiceRef, DesiredService], list[Operation]]:
+        """The full sync's plan and IPVS changes again, with the held Services as they were
+        programmed (or absent); virtual servers added early for them go again."""
+        kept = {ref: d for ref, d in planned.items() if ref not in self._held}
+        kept.update({ref: d for ref in self._held if (d := self.programmed.get(ref))})
+        table = _table(kept)
+        ops: list[Operation] = [DeleteService(key) for key in early if key not in table]
+        for key in early:
+            table.pop(key, None)
+        ops += diff_tables(table, observed, owns=ownership.owns, drain_expired=self._drains.expired)
+        return kept, ops
 
     def _count_addresses(self, addresses: Iterable[IPAddress], step: int) -> set[IPAddress]:
         """Count Services per address; returns the addresses whose count went to or from 0."""
@@ -353,6 +452,7 @@ class Syncer:
         ops: list[Operation] = []
         for key in sorted(wanted.keys() | previous, key=ServiceKey.sort_key):
             observed = await self._ipvs.dump_service(key)
+            self.kernel.record("ipvs_dump_service", ok=True)
             if key not in wanted:
                 if observed is not None:
                     ops.append(DeleteService(key))
@@ -383,32 +483,54 @@ class Syncer:
         )
         return bound_before, wanted
 
-    async def _bind(self, addresses: Iterable[IPAddress]) -> None:
+    async def _bind(self, addresses: Iterable[IPAddress]) -> set[IPAddress]:
+        """Bind; returns what the kernel refused (left unbound, tried again at the next full
+        sync; the Services wanting it keep their other addresses and virtual servers)."""
         await self._addresses.ensure_device()
-        await self._addresses.bind(sorted(addresses, key=_address_order))
+        return await self._change_addresses("bind", addresses)
+
+    async def _unbind(self, addresses: Iterable[IPAddress]) -> None:
+        await self._change_addresses("unbind", addresses)
+
+    async def _change_addresses(self, verb: str, addresses: Iterable[IPAddress]) -> set[IPAddress]:
+        ordered = sorted(addresses, key=_address_order)
+        if not ordered:
+            return set()
+        change = self._addresses.bind if verb == "bind" else self._addresses.unbind
+        refused: dict[IPAddress, int] = {}
+        try:
+            await change(ordered)
+        except AddressesRefused as error:
+            refused = error.refused
+        self.kernel.record(f"{verb}_address", ok=True, count=len(ordered) - len(refused))
+        self.kernel.record(f"{verb}_address", ok=False, count=len(refused))
+        for address, code in refused.items():
+            self.problems.report(
+                verb,
+                str(address),
+                f"{verb} {address} on {self.settings.device}: the kernel refused "
+                f"({os.strerror(code)}); tried again at every full sync",
+            )
+        for address in ordered:
+            if address not in refused:
+                self.problems.resolved(verb, str(address))
+        return set(refused)
 
     async def _apply(self, ops: list[Operation]) -> tuple[str, ...]:
+        """Send `ops`; the refusals, except those of a virtual server whose scheduler is missing
+        (its Service is planned again with rr at once, `_settle_schedulers`)."""
         if not ops:
             return ()
         result = await self._ipvs.apply(ops)
-        failures = tuple(str(error) for _, error in result.failures)
+        self.kernel.ipvs(result)
+        refused = self._schedulers.refused(result)
+        self._refused_keys |= refused
+        failures = tuple(
+            str(error) for op, error in result.failures if operation_key(op) not in refused
+        )
         for failure in failures:
             log.error("kernel refused: %s", failure)
         return failures
-
-    async def _update_firewall(self) -> None:
-        """The changed Services' set elements, added and deleted in one transaction. Firewall
-        sets first, IPVS after: a new port is masqueraded from its first packet, and a removed
-        port only loses rules its Service no longer needs. If nft refuses (the table was
-        changed behind ipvsd's back), the table is replaced whole."""
-        changes = self._ledger.take_changes()
-        if changes.empty:
-            return
-        try:
-            await self._firewall.update(changes)
-        except Exception as error:  # the table is not what the ledger assumed
-            log.warning("firewall update refused (%s); replacing the table", error)
-            await self._firewall.apply(self._ledger.snapshot())
 
     async def _clean_conntrack(
         self,
@@ -434,13 +556,18 @@ class Syncer:
         external_ips = {
             ref: d.external_ip_warnings for ref, d in planned.items() if d.external_ip_warnings
         }
+        unavailable = {ref: d.unavailable for ref, d in planned.items() if d.unavailable}
         self._log_problems(planned)
         internal: set[ServiceRef] = set()
         external: set[ServiceRef] = set()
+        by_family: dict[tuple[str, str], set[ServiceRef]] = {}
         for ref, desired in self.programmed.items():
             for d in desired.virtual_servers:
                 if d.uses_local_endpoints and not d.real_servers:
-                    (internal if d.kind is VipKind.CLUSTER_IP else external).add(ref)
+                    policy = "internal" if d.kind is VipKind.CLUSTER_IP else "external"
+                    (internal if policy == "internal" else external).add(ref)
+                    family = "IPv4" if d.server.key.family is Family.INET else "IPv6"
+                    by_family.setdefault((policy, family), set()).add(ref)
         return SyncReport(
             full,
             len(planned),
@@ -452,6 +579,8 @@ class Syncer:
             no_local_external=len(external),
             conntrack=cleanup,
             external_ip_warnings=external_ips,
+            no_local={pair: len(refs) for pair, refs in by_family.items()},
+            unavailable=unavailable,
         )
 
     def _log_problems(self, planned: Mapping[ServiceRef, DesiredService]) -> None:
@@ -476,6 +605,16 @@ class Syncer:
                 self._said.pop(ref, None)
             else:
                 self._said[ref] = said
+
+
+def _table(
+    planned: Mapping[ServiceRef, DesiredService],
+) -> dict[ServiceKey, tuple[VirtualServer, tuple[RealServer, ...]]]:
+    return {
+        d.server.key: (d.server, d.real_servers)
+        for desired in planned.values()
+        for d in desired.virtual_servers
+    }
 
 
 def _early(

@@ -2,11 +2,19 @@
 
 The `kubeproxy_*` metrics keep kube-proxy's names, types, help texts, labels and buckets
 (`pkg/proxy/metrics/metrics.go`), with Go's spelling of bucket bounds (`histogram.py`), so
-dashboards and alerts written for kube-proxy's IPVS mode keep working. They carry no
-`ip_family` label: kube-proxy 1.33 added one because it runs one proxier per family, while
-one ipvsd sync covers both families, and repeating each observation per family would double
-every count. `ipvsd_*` metrics are ipvsd's own: sync errors, kernel
-operations, per-virtual-server IPVS traffic read from the kernel's own counters, and per-Service
+dashboards and alerts written for kube-proxy's IPVS mode keep working. Where kube-proxy labels
+a metric with `ip_family` (it runs one proxier per family, each timing and stamping its own
+syncs), ipvsd records the same value under each family it serves (`families`): one ipvsd sync
+covers both families, so a dual-stack node shows what kube-proxy's two proxiers would show,
+one observation per family and sync. Per-family counts (Services without local endpoints) are
+counted per family. kube-proxy's IPVS mode registers `kubeproxy_sync_full_proxy_rules_*` and
+`kubeproxy_sync_partial_proxy_rules_*` only in iptables mode; ipvsd has both kinds of sync and
+exports them. Its nftables table replaces kube-proxy's iptables rules, so a refused nftables
+load counts in `kubeproxy_sync_proxy_rules_iptables_restore_failures_total` (a refused
+element update, which falls back to a full load, in `..._iptables_partial_restore_...`).
+
+`ipvsd_*` metrics are ipvsd's own: sync errors by kind, kernel operations by operation and
+result, per-virtual-server IPVS traffic read from the kernel's own counters, and per-Service
 topology (real servers by proximity, fallback in effect).
 
 Everything lives in a registry owned by one ProxyMetrics, never the process-wide default, so
@@ -17,28 +25,16 @@ objects: they call the recording methods, which name what happened, not how it i
 from __future__ import annotations
 
 import time
-from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from types import MappingProxyType
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
 from prometheus_client import disable_created_metrics as _disable_created_metrics
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ipvsd.model.ipvs import (
-    AddRealServer,
-    AddService,
-    DeleteRealServer,
-    DeleteService,
-    Operation,
-    Protocol,
-    ServiceKey,
-    Stats,
-    UpdateRealServer,
-    UpdateService,
-)
+from ipvsd.model.ipvs import Protocol, ServiceKey, Stats
 from ipvsd.model.service import ServiceRef
+from ipvsd.server.health import IPV4
 from ipvsd.server.histogram import GoHistogram
 
 # kube-proxy exposes no `_created` series (client_golang has none); neither does ipvsd.
@@ -61,17 +57,7 @@ NETWORK_PROGRAMMING_BUCKETS: tuple[float, ...] = (
 
 TRAFFIC_LABELS = ("namespace", "service", "port", "protocol", "vip", "vport")
 
-# Kernel operation labels: the IPVS batch operations by name (bounded, known in advance).
-_OPERATION_NAMES: Mapping[type, str] = MappingProxyType(
-    {
-        AddService: "add_service",
-        UpdateService: "update_service",
-        DeleteService: "delete_service",
-        AddRealServer: "add_real_server",
-        UpdateRealServer: "update_real_server",
-        DeleteRealServer: "delete_real_server",
-    }
-)
+FAMILY = ("ip_family",)  # its values are kube-proxy's, `health.IPV4` and `health.IPV6`
 
 IpvsSnapshot = Mapping[ServiceKey, tuple[ServiceRef, str, Stats]]
 """Virtual server → (its Service, the Service port's name, the kernel's counters)."""
@@ -88,30 +74,53 @@ class ProxyMetrics:
     `clock` gives the wall-clock seconds stored in the timestamp gauges.
     """
 
-    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, *, clock: Callable[[], float] = time.time, families: Iterable[str] = (IPV4,)
+    ) -> None:
         self._clock = clock
+        self.families = tuple(families)
         self.registry = CollectorRegistry()
         r = self.registry
-        self._sync_duration = GoHistogram(
-            "kubeproxy_sync_proxy_rules_duration_seconds",
-            "SyncProxyRules latency in seconds",
-            SYNC_DURATION_BUCKETS,
+        self._sync_duration, self._full_sync_duration, self._partial_sync_duration = (
+            GoHistogram(name, text, SYNC_DURATION_BUCKETS, FAMILY)
+            for name, text in (
+                (
+                    "kubeproxy_sync_proxy_rules_duration_seconds",
+                    "SyncProxyRules latency in seconds",
+                ),
+                (
+                    "kubeproxy_sync_full_proxy_rules_duration_seconds",
+                    "SyncProxyRules latency in seconds for full resyncs",
+                ),
+                (
+                    "kubeproxy_sync_partial_proxy_rules_duration_seconds",
+                    "SyncProxyRules latency in seconds for partial resyncs",
+                ),
+            )
         )
-        r.register(self._sync_duration)
+        for histogram in (
+            self._sync_duration,
+            self._full_sync_duration,
+            self._partial_sync_duration,
+        ):
+            r.register(histogram)
         self._last_synced = Gauge(
             "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
             "The last time proxy rules were successfully synced",
+            FAMILY,
             registry=r,
         )
         self._last_queued = Gauge(
             "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds",
             "The last time a sync of proxy rules was queued",
+            FAMILY,
             registry=r,
         )
         self._network_programming = GoHistogram(
             "kubeproxy_network_programming_duration_seconds",
             "In Cluster Network Programming Latency in seconds",
             NETWORK_PROGRAMMING_BUCKETS,
+            FAMILY,
         )
         r.register(self._network_programming)
         self._endpoint_changes_pending = Gauge(
@@ -137,7 +146,19 @@ class ProxyMetrics:
         self._no_local_endpoints = Gauge(
             "kubeproxy_sync_proxy_rules_no_local_endpoints_total",
             "Number of services with a Local traffic policy and no endpoints",
-            ["traffic_policy"],
+            ["traffic_policy", *FAMILY],
+            registry=r,
+        )
+        self._restore_failures = Counter(
+            "kubeproxy_sync_proxy_rules_iptables_restore_failures_total",
+            "Cumulative proxy iptables restore failures",
+            FAMILY,
+            registry=r,
+        )
+        self._partial_restore_failures = Counter(
+            "kubeproxy_sync_proxy_rules_iptables_partial_restore_failures_total",
+            "Cumulative proxy iptables partial restore failures",
+            FAMILY,
             registry=r,
         )
         self._healthz = Counter(
@@ -160,8 +181,8 @@ class ProxyMetrics:
         )
         self._kernel_operations = Counter(
             "ipvsd_kernel_operations_total",
-            "Operations sent to the kernel, by operation",
-            ["op"],
+            "Operations ipvsd asked of the kernel, by operation and result (ok or error)",
+            ["operation", "result"],
             registry=r,
         )
         self._traffic = IpvsTrafficCollector()
@@ -174,20 +195,31 @@ class ProxyMetrics:
 
     def sync_queued(self, now: float | None = None) -> None:
         """A change asked for a sync (kube-proxy sets this on every Sync() request)."""
-        self._last_queued.set(self._now(now))
+        at = self._now(now)
+        for family in self.families:
+            self._last_queued.labels(ip_family=family).set(at)
 
-    def sync_finished(self, duration: float, *, ok: bool = True, now: float | None = None) -> None:
-        """A sync ran for `duration` seconds; only a successful one moves the last-synced time."""
-        self._sync_duration.observe(duration)
-        if ok:
-            self._last_synced.set(self._now(now))
+    def sync_finished(
+        self, duration: float, *, full: bool = True, ok: bool = True, now: float | None = None
+    ) -> None:
+        """A `full` (or partial) sync ran for `duration` seconds; only a successful one moves
+        the last-synced time."""
+        by_kind = self._full_sync_duration if full else self._partial_sync_duration
+        at = self._now(now)
+        for family in self.families:
+            self._sync_duration.observe(duration, (family,))
+            by_kind.observe(duration, (family,))
+            if ok:
+                self._last_synced.labels(ip_family=family).set(at)
 
-    def network_programming(self, latency: float) -> None:
-        """Seconds from an EndpointSlice's last-change-trigger-time to the sync applying it.
+    def network_programming(self, latency: float, families: Iterable[str] = ()) -> None:
+        """Seconds from an EndpointSlice's last-change-trigger-time to the sync applying it,
+        under the families of its Service (all served families when not given).
 
         Recorded as measured, negative (clock-skewed) values included, as kube-proxy does.
         """
-        self._network_programming.observe(latency)
+        for family in self._served(families):
+            self._network_programming.observe(latency, (family,))
 
     def changes_pending(self, *, services: int, endpoints: int) -> None:
         """How many Services and endpoint sets have changes not yet synced."""
@@ -201,23 +233,29 @@ class ProxyMetrics:
         if endpoints:
             self._endpoint_changes.inc(endpoints)
 
-    def no_local_endpoints(self, *, internal: int, external: int) -> None:
-        """Services with a Local traffic policy and no local endpoint, counted by the last sync."""
-        self._no_local_endpoints.labels(traffic_policy="internal").set(internal)
-        self._no_local_endpoints.labels(traffic_policy="external").set(external)
+    def no_local_endpoints(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Services with a Local traffic policy and no local endpoint, counted by the last sync
+        per (traffic policy "internal"/"external", IP family); absent pairs count 0."""
+        for policy in ("internal", "external"):
+            for family in self.families:
+                value = counts.get((policy, family), 0)
+                self._no_local_endpoints.labels(traffic_policy=policy, ip_family=family).set(value)
 
-    def sync_error(self, kind: str) -> None:
-        """A sync step failed; `kind` is a short fixed word (e.g. "ipvs", "nftables")."""
-        self._sync_errors.labels(kind=kind).inc()
+    def restore_failed(self, *, partial: bool = False) -> None:
+        """nft refused ipvsd's table (`partial`: a set-element update, replaced whole next)."""
+        counter = self._partial_restore_failures if partial else self._restore_failures
+        for family in self.families:
+            counter.labels(ip_family=family).inc()
 
-    def kernel_operations(self, operations: Iterable[Operation]) -> None:
-        """IPVS operations sent to the kernel, counted per operation kind."""
-        for name, count in Tally(_OPERATION_NAMES[type(op)] for op in operations).items():
-            self._kernel_operations.labels(op=name).inc(count)
+    def sync_error(self, kind: str, count: int = 1) -> None:
+        """A sync step failed; `kind` is a short fixed word (e.g. "bind", "plan", "nftables")."""
+        self._sync_errors.labels(kind=kind).inc(count)
 
-    def kernel_operation(self, op: str, count: int = 1) -> None:
-        """Other kernel operations (e.g. "bind_address", "nftables_replace"), by a fixed name."""
-        self._kernel_operations.labels(op=op).inc(count)
+    def kernel_operations(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Kernel operations done, by (operation, result); operations are fixed words."""
+        for (operation, result), count in counts.items():
+            if count:
+                self._kernel_operations.labels(operation=operation, result=result).inc(count)
 
     def read_topology_from(self, source: TopologySource) -> None:
         """Where each scrape reads the per-Service topology figures (the syncer's plan)."""
@@ -237,6 +275,10 @@ class ProxyMetrics:
 
     def _now(self, now: float | None) -> float:
         return self._clock() if now is None else now
+
+    def _served(self, families: Iterable[str]) -> tuple[str, ...]:
+        wanted = [family for family in families if family in self.families]
+        return tuple(wanted) or self.families
 
 
 class IpvsTrafficCollector(Collector):

@@ -19,6 +19,8 @@ pytestmark = pytest.mark.timeout(10)
 
 KUBE_PROXY_TYPES = {
     "kubeproxy_sync_proxy_rules_duration_seconds": "histogram",
+    "kubeproxy_sync_full_proxy_rules_duration_seconds": "histogram",
+    "kubeproxy_sync_partial_proxy_rules_duration_seconds": "histogram",
     "kubeproxy_sync_proxy_rules_last_timestamp_seconds": "gauge",
     "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds": "gauge",
     "kubeproxy_network_programming_duration_seconds": "histogram",
@@ -27,6 +29,7 @@ KUBE_PROXY_TYPES = {
     "kubeproxy_sync_proxy_rules_service_changes_pending": "gauge",
     "kubeproxy_sync_proxy_rules_service_changes": "counter",
     "kubeproxy_sync_proxy_rules_no_local_endpoints_total": "gauge",
+    "kubeproxy_sync_proxy_rules_iptables_restore_failures": "counter",
     "kubeproxy_proxy_healthz": "counter",
     "kubeproxy_proxy_livez": "counter",
 }
@@ -68,7 +71,8 @@ async def test_metrics_carry_kube_proxys_names_and_types(
     metrics.network_programming(1.0)
     metrics.changes_seen(services=1, endpoints=2)
     metrics.changes_pending(services=0, endpoints=1)
-    metrics.no_local_endpoints(internal=0, external=1)
+    metrics.no_local_endpoints({("external", "IPv4"): 1})
+    metrics.restore_failed()
     metrics.healthz_answered(200)
     metrics.livez_answered(200)
     families = await scrape(client, server)
@@ -79,9 +83,11 @@ async def test_metrics_carry_kube_proxys_names_and_types(
         for s in family.samples
     }
     assert samples[("kubeproxy_sync_proxy_rules_endpoint_changes_total", ())] == 2
-    assert samples[("kubeproxy_sync_proxy_rules_last_timestamp_seconds", ())] == 1_700_000_000
+    ipv4 = (("ip_family", "IPv4"),)
+    last = "kubeproxy_sync_proxy_rules_last_timestamp_seconds"
+    assert samples[(last, ipv4)] == 1_700_000_000
     no_local = "kubeproxy_sync_proxy_rules_no_local_endpoints_total"
-    assert samples[(no_local, (("traffic_policy", "external"),))] == 1
+    assert samples[(no_local, (*ipv4, ("traffic_policy", "external")))] == 1
     assert "process_cpu_seconds_total" in {s.name for s in families["process_cpu_seconds"].samples}
 
 

@@ -222,7 +222,8 @@ async def test_a_refused_service_does_not_stop_the_others(
     cluster.add("a", "10.96.0.10", "10.244.1.5", annotations=(("ipvsd.io/scheduler", "mh"),))
     cluster.add("b", "10.96.0.20", "10.244.2.5")
     report = await syncer.sync(full=True)
-    assert len(report.failures) >= 1
+    assert report.failures == (), "a missing scheduler is handled: the Service gets rr"
+    assert "-A -t 10.96.0.10:80 -s rr" in table(kernel)
     assert "-a -t 10.96.0.20:80 -r 10.244.2.5:8080 -m -w 1" in table(kernel)
 
 

@@ -12,7 +12,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 
-from ipvsd.dataplane.addresses import Addresses
+from ipvsd.dataplane.addresses import Addresses, AddressesRefused
 from ipvsd.model.ipvs import IPAddress, parse_address
 
 VIP4, VIP6 = parse_address("10.96.0.10"), parse_address("fd00:96::10")
@@ -70,6 +70,16 @@ class AddressesContract:
         with pytest.raises(OSError, match=device) as caught:
             await addresses.bind([VIP4])
         assert caught.value.errno == errno.ENODEV
+
+    async def test_an_address_the_kernel_refuses_is_named_and_the_others_are_bound(
+        self, addresses: Addresses, device: str
+    ) -> None:
+        multicast = parse_address("ff05::1")  # Linux takes no IPv6 multicast host address
+        await addresses.ensure_device()
+        with pytest.raises(AddressesRefused) as caught:
+            await addresses.bind([VIP4, multicast, VIP6])
+        assert caught.value.refused == {multicast: errno.EADDRNOTAVAIL}
+        assert await self.on_device(addresses, device) == {VIP4, VIP6}
 
     async def test_removing_the_device_removes_its_addresses_and_is_idempotent(
         self, addresses: Addresses, device: str

@@ -64,3 +64,31 @@ def test_a_scheduler_the_node_lacks_is_refused_with_a_message_naming_it() -> Non
     assert got.warnings == (
         "annotation ipvsd.io/scheduler='mh': unknown scheduler (available: rr wrr); using 'rr'",
     )
+
+
+@pytest.mark.parametrize(
+    ("annotations", "default", "expected"),
+    [
+        ({OWN: "mh"}, "rr", "rr"),  # the annotation's scheduler is missing: rr, flags dropped
+        ({KR: "mh", KR_FLAGS: "flag-1"}, "rr", "rr"),
+        ({}, "mh", "rr"),  # the node's default is missing
+        ({OWN: "wlc"}, "mh", "wlc"),  # another scheduler is unaffected
+    ],
+)
+def test_a_scheduler_missing_on_the_node_falls_back_to_rr_with_a_note(
+    annotations: dict[str, str], default: str, expected: str
+) -> None:
+    service = Service(
+        ServiceRef("ns", "s"), "u", ServiceType.CLUSTER_IP, (parse_address("10.0.0.1"),), (),
+        annotations=tuple(sorted(annotations.items())),
+    )  # fmt: skip
+    got = choose_scheduler(service, default=default, missing=frozenset({"mh"}))
+    assert (got.name, got.flags) == (expected, NO_FLAGS)
+    assert got.warnings == ()
+    if expected == "rr":
+        assert got.unavailable == (
+            "scheduler 'mh' is not available on this node (the kernel has no ip_vs_mh module it "
+            "can load); using 'rr' until it is",
+        )
+    else:
+        assert got.unavailable == ()

@@ -5,15 +5,11 @@ from __future__ import annotations
 import pytest
 
 from ipvsd.model.ipvs import (
-    AddRealServer,
-    AddService,
-    DeleteService,
-    RealServer,
     ServiceKey,
     Stats,
-    VirtualServer,
 )
 from ipvsd.model.service import ServiceRef
+from ipvsd.server.health import IPV4, IPV6
 from ipvsd.server.metrics import (
     NETWORK_PROGRAMMING_BUCKETS,
     SYNC_DURATION_BUCKETS,
@@ -50,6 +46,8 @@ def test_network_programming_buckets_are_kube_proxys() -> None:
 def test_types_of_the_kube_proxy_metrics(metrics: ProxyMetrics) -> None:
     types = {family.name: family.type for family in metrics.registry.collect()}
     assert types["kubeproxy_sync_proxy_rules_duration_seconds"] == "histogram"
+    assert types["kubeproxy_sync_full_proxy_rules_duration_seconds"] == "histogram"
+    assert types["kubeproxy_sync_partial_proxy_rules_duration_seconds"] == "histogram"
     assert types["kubeproxy_network_programming_duration_seconds"] == "histogram"
     assert types["kubeproxy_sync_proxy_rules_last_timestamp_seconds"] == "gauge"
     assert types["kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds"] == "gauge"
@@ -58,6 +56,8 @@ def test_types_of_the_kube_proxy_metrics(metrics: ProxyMetrics) -> None:
     assert types["kubeproxy_sync_proxy_rules_endpoint_changes"] == "counter"
     assert types["kubeproxy_sync_proxy_rules_service_changes"] == "counter"
     assert types["kubeproxy_sync_proxy_rules_no_local_endpoints_total"] == "gauge"
+    assert types["kubeproxy_sync_proxy_rules_iptables_restore_failures"] == "counter"
+    assert types["kubeproxy_sync_proxy_rules_iptables_partial_restore_failures"] == "counter"
     assert types["kubeproxy_proxy_healthz"] == "counter"
     assert types["kubeproxy_proxy_livez"] == "counter"
 
@@ -68,37 +68,68 @@ def test_no_created_series(metrics: ProxyMetrics) -> None:
     assert not [name for name in names if name.endswith("_created")]
 
 
-def test_sync_finished_observes_and_stamps(metrics: ProxyMetrics) -> None:
-    metrics.sync_finished(0.003)
+def test_sync_finished_observes_and_stamps_per_family_and_kind(metrics: ProxyMetrics) -> None:
+    metrics.sync_finished(0.003, full=True)
+    metrics.sync_finished(0.0005, full=False)
     count = "kubeproxy_sync_proxy_rules_duration_seconds_count"
     bucket = "kubeproxy_sync_proxy_rules_duration_seconds_bucket"
-    assert value(metrics, count) == 1
-    assert value(metrics, bucket, le="0.002") == 0
-    assert value(metrics, bucket, le="0.004") == 1
-    assert value(metrics, "kubeproxy_sync_proxy_rules_last_timestamp_seconds") == NOW
+    assert value(metrics, count, ip_family=IPV4) == 2
+    assert value(metrics, bucket, ip_family=IPV4, le="0.002") == 1
+    assert value(metrics, bucket, ip_family=IPV4, le="0.004") == 2
+    full = "kubeproxy_sync_full_proxy_rules_duration_seconds_bucket"
+    partial = "kubeproxy_sync_partial_proxy_rules_duration_seconds_bucket"
+    assert value(metrics, full, ip_family=IPV4, le="0.002") == 0
+    assert value(metrics, full, ip_family=IPV4, le="0.004") == 1
+    assert value(metrics, partial, ip_family=IPV4, le="0.001") == 1
+    assert value(metrics, count, ip_family=IPV6) is None, "only the families ipvsd serves"
+    stamp = "kubeproxy_sync_proxy_rules_last_timestamp_seconds"
+    assert value(metrics, stamp, ip_family=IPV4) == NOW
+
+
+def test_a_dual_stack_node_shows_each_sync_under_both_families() -> None:
+    metrics = ProxyMetrics(clock=lambda: NOW, families=(IPV4, IPV6))
+    metrics.sync_finished(0.003)
+    metrics.sync_queued()
+    for family in (IPV4, IPV6):
+        labels = {"ip_family": family}
+        assert value(metrics, "kubeproxy_sync_proxy_rules_duration_seconds_count", **labels) == 1
+        assert value(metrics, "kubeproxy_sync_proxy_rules_last_timestamp_seconds", **labels) == NOW
+        queued = "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds"
+        assert value(metrics, queued, **labels) == NOW
 
 
 def test_a_failed_sync_is_timed_but_does_not_move_the_last_sync(metrics: ProxyMetrics) -> None:
     metrics.sync_finished(0.5, ok=False)
-    assert value(metrics, "kubeproxy_sync_proxy_rules_duration_seconds_count") == 1
-    assert value(metrics, "kubeproxy_sync_proxy_rules_last_timestamp_seconds") == 0
+    labels = {"ip_family": IPV4}
+    assert value(metrics, "kubeproxy_sync_proxy_rules_duration_seconds_count", **labels) == 1
+    assert value(metrics, "kubeproxy_sync_proxy_rules_last_timestamp_seconds", **labels) is None
 
 
 def test_sync_queued_stamps(metrics: ProxyMetrics) -> None:
     metrics.sync_queued(now=NOW + 7)
-    assert value(metrics, "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds") == NOW + 7
+    name = "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds"
+    assert value(metrics, name, ip_family=IPV4) == NOW + 7
 
 
 def test_network_programming_keeps_skewed_negative_latencies_in_the_zero_bucket(
     metrics: ProxyMetrics,
 ) -> None:
     metrics.network_programming(-0.2)
-    metrics.network_programming(1.5)
+    metrics.network_programming(1.5, [IPV4])
     bucket = "kubeproxy_network_programming_duration_seconds_bucket"
-    assert value(metrics, bucket, le="0") == 1
-    assert value(metrics, bucket, le="1") == 1
-    assert value(metrics, bucket, le="2") == 2
-    assert value(metrics, "kubeproxy_network_programming_duration_seconds_sum") == 1.3
+    assert value(metrics, bucket, ip_family=IPV4, le="0") == 1
+    assert value(metrics, bucket, ip_family=IPV4, le="1") == 1
+    assert value(metrics, bucket, ip_family=IPV4, le="2") == 2
+    total = "kubeproxy_network_programming_duration_seconds_sum"
+    assert value(metrics, total, ip_family=IPV4) == 1.3
+
+
+def test_network_programming_goes_under_the_families_of_the_service() -> None:
+    metrics = ProxyMetrics(clock=lambda: NOW, families=(IPV4, IPV6))
+    metrics.network_programming(2.0, [IPV6])
+    count = "kubeproxy_network_programming_duration_seconds_count"
+    assert value(metrics, count, ip_family=IPV6) == 1
+    assert value(metrics, count, ip_family=IPV4) is None
 
 
 def test_changes(metrics: ProxyMetrics) -> None:
@@ -111,12 +142,27 @@ def test_changes(metrics: ProxyMetrics) -> None:
     assert value(metrics, "kubeproxy_sync_proxy_rules_endpoint_changes_pending") == 3
 
 
-def test_no_local_endpoints_by_traffic_policy(metrics: ProxyMetrics) -> None:
+def test_no_local_endpoints_by_traffic_policy_and_family() -> None:
+    metrics = ProxyMetrics(clock=lambda: NOW, families=(IPV4, IPV6))
     name = "kubeproxy_sync_proxy_rules_no_local_endpoints_total"
-    assert value(metrics, name, traffic_policy="internal") is None, "nothing before a sync"
-    metrics.no_local_endpoints(internal=2, external=1)
-    assert value(metrics, name, traffic_policy="internal") == 2
-    assert value(metrics, name, traffic_policy="external") == 1
+    labels = {"traffic_policy": "internal", "ip_family": IPV4}
+    assert value(metrics, name, **labels) is None, "nothing before a sync"
+    metrics.no_local_endpoints({("internal", IPV4): 2, ("external", IPV6): 1})
+    assert value(metrics, name, **labels) == 2
+    assert value(metrics, name, traffic_policy="external", ip_family=IPV6) == 1
+    assert value(metrics, name, traffic_policy="external", ip_family=IPV4) == 0
+    metrics.no_local_endpoints({})
+    assert value(metrics, name, **labels) == 0
+
+
+def test_nft_refusals_count_as_kube_proxys_restore_failures(metrics: ProxyMetrics) -> None:
+    metrics.restore_failed()
+    metrics.restore_failed(partial=True)
+    metrics.restore_failed(partial=True)
+    full = "kubeproxy_sync_proxy_rules_iptables_restore_failures_total"
+    partial = "kubeproxy_sync_proxy_rules_iptables_partial_restore_failures_total"
+    assert value(metrics, full, ip_family=IPV4) == 1
+    assert value(metrics, partial, ip_family=IPV4) == 2
 
 
 def test_health_answers_by_code(metrics: ProxyMetrics) -> None:
@@ -129,23 +175,16 @@ def test_health_answers_by_code(metrics: ProxyMetrics) -> None:
 
 
 def test_errors_and_kernel_operations(metrics: ProxyMetrics) -> None:
-    key = ServiceKey.tcp("10.96.0.10", 80)
-    metrics.kernel_operations(
-        [
-            AddService(VirtualServer(key, "rr")),
-            AddRealServer(key, RealServer.of("10.1.0.1", 8080)),
-            AddRealServer(key, RealServer.of("10.1.0.2", 8080)),
-            DeleteService(ServiceKey.tcp("10.96.0.11", 80)),
-        ]
-    )
-    metrics.kernel_operation("bind_address", 2)
-    metrics.sync_error("ipvs")
+    metrics.kernel_operations({("add_service", "ok"): 1, ("add_real_server", "ok"): 2})
+    metrics.kernel_operations({("add_real_server", "ok"): 1, ("bind_address", "error"): 1})
+    metrics.sync_error("bind")
+    metrics.sync_error("plan", 3)
     name = "ipvsd_kernel_operations_total"
-    assert value(metrics, name, op="add_service") == 1
-    assert value(metrics, name, op="add_real_server") == 2
-    assert value(metrics, name, op="delete_service") == 1
-    assert value(metrics, name, op="bind_address") == 2
-    assert value(metrics, "ipvsd_sync_errors_total", kind="ipvs") == 1
+    assert value(metrics, name, operation="add_service", result="ok") == 1
+    assert value(metrics, name, operation="add_real_server", result="ok") == 3
+    assert value(metrics, name, operation="bind_address", result="error") == 1
+    assert value(metrics, "ipvsd_sync_errors_total", kind="bind") == 1
+    assert value(metrics, "ipvsd_sync_errors_total", kind="plan") == 3
 
 
 def test_ipvs_traffic_comes_from_the_latest_snapshot(metrics: ProxyMetrics) -> None:

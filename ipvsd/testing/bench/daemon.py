@@ -51,8 +51,8 @@ from ipvsd.model.ipvs import (
     ServiceKey,
     Timeouts,
 )
+from ipvsd.reconcile.firewall_isolation import FirewallPort
 from ipvsd.reconcile.runner import BoundedFrequencyRunner
-from ipvsd.reconcile.syncer import FirewallPort
 from ipvsd.server.health import ProxyHealth
 from ipvsd.server.metrics import ProxyMetrics
 from ipvsd.server.servicehealth import ServiceHealthServers
@@ -208,6 +208,9 @@ class TimedFirewall:
         finally:
             self._watch.add("firewall_update", started)
 
+    async def check(self, firewall: Firewall) -> str | None:
+        return await self.inner.check(firewall)
+
 
 class RenderOnlyFirewall:
     """For `--dataplane fake`: the script `NftFirewall` would run, rendered and dropped."""
@@ -225,6 +228,10 @@ class RenderOnlyFirewall:
     async def update(self, changes: FirewallChanges) -> None:
         self._applied = None
         render_changes(changes)
+
+    async def check(self, firewall: Firewall) -> str | None:
+        render(firewall)
+        return None
 
 
 async def dataplane(kind: str) -> tuple[Ipvs, Addresses, FirewallPort]:
