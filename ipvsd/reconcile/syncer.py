@@ -511,9 +511,10 @@ class Syncer:
                 f"{verb} {address} on {self.settings.device}: the kernel refused "
                 f"({os.strerror(code)}); tried again at every full sync",
             )
-        for address in ordered:
-            if address not in refused:
-                self.problems.resolved(verb, str(address))
+        if self.problems.any_of(verb):  # 10,000 addresses at a cold start: only when needed
+            for address in ordered:
+                if address not in refused:
+                    self.problems.resolved(verb, str(address))
         return set(refused)
 
     async def _apply(self, ops: list[Operation]) -> tuple[str, ...]:
