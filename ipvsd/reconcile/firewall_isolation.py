@@ -117,6 +117,7 @@ class FirewallLoader:
         self._tally = tally
         self._problems = problems
         self._accepted: dict[ServiceRef, Firewall] = {}
+        self._refused: set[ServiceRef] = set()  # held back by the last full load
 
     async def replace(self, parts: Mapping[ServiceRef, Firewall]) -> dict[ServiceRef, str]:
         """Load every Service's share; returns the Services held back, with nft's words."""
@@ -125,7 +126,7 @@ class FirewallLoader:
             await self._load(self._ledger.reset(parts))
         except Exception as error:
             try:
-                found = await culprits(self._check, self._ledger.config, parts, parts)
+                found = await self._culprits(parts)
             except NoCulprit as reason:
                 log.error("nftables refuses ipvsd's table: %s (%s)", error, reason)
                 raise error from None
@@ -135,6 +136,7 @@ class FirewallLoader:
             await self._load(self._ledger.snapshot())
         else:
             found = {}
+        self._refused = set(found)
         accepted = {ref: part for ref, part in parts.items() if ref not in found}
         accepted.update({ref: previous[ref] for ref in found if ref in previous})
         self._accepted = accepted
@@ -147,6 +149,19 @@ class FirewallLoader:
             )
         self._problems.resolve_all_but(KIND, map(str, found))
         return found
+
+    async def _culprits(self, parts: Mapping[ServiceRef, Firewall]) -> dict[ServiceRef, str]:
+        """The Services nft refuses: the ones refused last time first (a held Service is
+        tried again at every full sync; at 10,000 Services each check is a whole table, so
+        the steady state costs two or three checks, not a search of everything)."""
+        config = self._ledger.config
+        again = [ref for ref in self._refused if ref in parts]
+        if again:
+            try:
+                return await culprits(self._check, config, parts, again)
+            except NoCulprit:
+                pass  # something else is refused (too): search every Service
+        return await culprits(self._check, config, parts, parts)
 
     async def update(self, changed: Mapping[ServiceRef, Firewall | None]) -> None:
         """Send the ledger's element changes for the `changed` Services' new shares."""

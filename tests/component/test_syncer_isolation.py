@@ -271,3 +271,20 @@ def test_the_errno_of_a_refused_address_is_the_kernels() -> None:
 
     assert refused_by_the_kernel(parse_address("ff05::1")) == errno.EADDRNOTAVAIL
     assert refused_by_the_kernel(parse_address("224.0.0.5")) == 0
+
+
+async def test_the_search_for_a_refused_share_halves_and_then_starts_from_the_last_culprits() -> (
+    None
+):
+    cluster = Cluster()
+    firewall = RefusingFirewall(refuse=parse_address("10.96.1.17"))
+    syncer = make_syncer(cluster, firewall=firewall)
+    for i in range(64):
+        cluster.add(f"s{i}", f"10.96.1.{i}", f"10.244.1.{i}")
+    await syncer.sync(full=True)
+    first = firewall.checks
+    firewall.checks = 0
+    await syncer.sync(full=True)
+    assert first <= 2 * 7 + 1, "about 2·log2(64) checks, not one per Service"
+    assert firewall.checks == 2, "the table without the last culprit, then with it"
+    assert syncer.problems.take_counts() == {"nftables": 2}
