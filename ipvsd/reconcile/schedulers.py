@@ -69,7 +69,10 @@ class SchedulerAvailability:
         for name, key in sorted(self._missing.items()):
             server = servers.get(key)
             if server is None:
-                self._available(name)
+                self._missing.pop(name)
+                self._problems.resolved(
+                    KIND, name, f"IPVS scheduler {name!r}: no Service asks for it any more"
+                )
             else:
                 probes.append(UpdateService(replace(server, scheduler=name)))
         return probes
