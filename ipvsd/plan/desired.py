@@ -163,11 +163,12 @@ def desired_service(
                     topology=topology,
                 )
             )
+    servers, duplicates = _first_of_each_key(servers)
     servers.sort(key=lambda d: d.server.key.sort_key())
     return DesiredService(
         virtual_servers=tuple(servers),
         bound_addresses=tuple(sorted(bound, key=lambda a: (a.version, int(a)))),
-        warnings=scheduling.warnings + topology.warnings,
+        warnings=scheduling.warnings + topology.warnings + duplicates,
         notices=notices,
         unavailable=scheduling.unavailable,
         external_ip_warnings=node.external_ips.warnings(service.external_ips),
@@ -197,11 +198,11 @@ def _weighted(
 def _vips(service: Service, family: Family, node: NodeContext) -> list[tuple[VipKind, IPAddress]]:
     version = 4 if family is Family.INET else 6
     vips = [(VipKind.CLUSTER_IP, ip) for ip in service.cluster_ips if ip.version == version]
-    external_ips = node.external_ips.admitted(service.external_ips)  # plan.external_ips
-    vips += [(VipKind.EXTERNAL_IP, ip) for ip in external_ips if ip.version == version]
     vips += [
         (VipKind.LOAD_BALANCER, ip) for ip in service.load_balancer_ips if ip.version == version
-    ]
+    ]  # before externalIPs: an address in both keeps its loadBalancerSourceRanges
+    external_ips = node.external_ips.admitted(service.external_ips)  # plan.external_ips
+    vips += [(VipKind.EXTERNAL_IP, ip) for ip in external_ips if ip.version == version]
     vips += [(VipKind.NODE_PORT, ip) for ip in node.node_port_addresses if ip.version == version]
     return vips
 
@@ -268,3 +269,27 @@ def _virtual_server(
 
 def _real_servers(selection: PortSelection) -> tuple[RealServer, ...]:
     return tuple(RealServer(c.backend.address, c.backend.port, c.weight) for c in selection.chosen)
+
+
+def _first_of_each_key(
+    servers: list[DesiredVirtualServer],
+) -> tuple[list[DesiredVirtualServer], tuple[str, ...]]:
+    """One virtual server per key, the first asked for (in port order, then ClusterIP, LB,
+    externalIP, NodePort), with a warning for each one dropped.
+
+    The API refuses a Service that asks for one twice (a repeated clusterIP or externalIP, two
+    ports with one port number and protocol, an externalIP equal to a node address on a port
+    equal to a nodePort), but a store that validates nothing, or an older server, can still
+    deliver one. Planned twice, one key got two plans (the later's real servers winning) and
+    every full sync of the node failed (its early additions took the key twice).
+    """
+    kept: dict[ServiceKey, DesiredVirtualServer] = {}
+    warnings = []
+    for entry in servers:
+        first = kept.setdefault(entry.server.key, entry)
+        if first is not entry:
+            warnings.append(
+                f"{entry.server.key}: asked for again by port {entry.port.name!r} "
+                f"({entry.kind.value}); port {first.port.name!r} ({first.kind.value}) keeps it"
+            )
+    return list(kept.values()), tuple(dict.fromkeys(warnings))

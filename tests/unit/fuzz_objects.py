@@ -180,14 +180,17 @@ def services(namespace: str) -> list[Document]:
     ]
 
 
-def _endpoint(address: str, node: str, zone: str, **conditions: bool) -> Document:
-    return {
+def _endpoint(address: str, node: str, zone: str | None, **conditions: bool) -> Document:
+    """A ready endpoint on `node` with hints for its zone and node (no zone: neither)."""
+    endpoint: Document = {
         "addresses": [address],
         "conditions": {"ready": True, "serving": True, "terminating": False, **conditions},
         "nodeName": node,
-        "zone": zone,
-        "hints": {"forZones": [{"name": zone}], "forNodes": [{"name": node}]},
     }
+    if zone is not None:
+        endpoint["zone"] = zone
+        endpoint["hints"] = {"forZones": [{"name": zone}], "forNodes": [{"name": node}]}
+    return endpoint
 
 
 def _slice(  # noqa: PLR0917  # a fixture: the six parts every slice has, in order
@@ -242,7 +245,7 @@ def endpoint_slices(namespace: str, subnet: int = 1) -> list[Document]:
                 {"name": "dns", "protocol": "UDP", "port": 5353},
                 {"name": "dns-tcp", "protocol": "TCP", "port": 5353},
             ],
-            [_endpoint(f"{v4}.1.53", "node-a", "zone-a"), _endpoint(f"{v4}.3.53", "node-c", "")],
+            [_endpoint(f"{v4}.1.53", "node-a", "zone-a"), _endpoint(f"{v4}.3.53", "node-c", None)],
         ),
         _slice(
             "shop",
@@ -250,7 +253,7 @@ def endpoint_slices(namespace: str, subnet: int = 1) -> list[Document]:
             "v4",
             "IPv4",
             [{"name": "https", "protocol": "TCP", "port": 8443}],
-            [_endpoint(f"{v4}.1.20", "node-a", "zone-a"), _endpoint(f"{v4}.2.20", "node-b", "")],
+            [_endpoint(f"{v4}.1.20", "node-a", "zone-a"), _endpoint(f"{v4}.2.20", "node-b", None)],
         ),
         _slice(
             "shop",
