@@ -374,6 +374,7 @@ async def serve(
                     for ref, d in syncer.programmed.items()
                 )
             )
+            metrics.read_invalid_objects_from(informers.invalid_objects)
             loop = _SyncLoop(
                 syncer,
                 tracker,

@@ -163,6 +163,15 @@ class ProxyInformers:
         informers = (self.services, self.endpoint_slices, self.own_node)
         return informers if self.nodes is None else (*informers, self.nodes)
 
+    def invalid_objects(self) -> dict[str, int]:
+        """How many objects of each kind the proxy cannot use right now (`Informer.invalid`);
+        the own Node, watched twice while the other Nodes are, counts once."""
+        found = {(informer.kind, key) for informer in self.all for key in informer.invalid}
+        counts = dict.fromkeys(("Service", "EndpointSlice", "Node"), 0)
+        for kind, _key in found:
+            counts[kind] = counts.get(kind, 0) + 1
+        return counts
+
     @property
     def watching_other_nodes(self) -> bool:
         return self.nodes is not None

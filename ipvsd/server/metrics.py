@@ -66,6 +66,8 @@ PROXIMITIES = ("node", "zone", "other")
 ServiceTopology = tuple[ServiceRef, Mapping[str, int], bool]
 """A Service, its real servers counted by proximity (node / zone / other), fallback or not."""
 TopologySource = Callable[[], Iterable[ServiceTopology]]
+InvalidObjectsSource = Callable[[], Mapping[str, int]]
+"""Kind (Service, EndpointSlice, Node) → objects whose latest version ipvsd cannot use."""
 
 
 class ProxyMetrics:
@@ -189,6 +191,8 @@ class ProxyMetrics:
         r.register(self._traffic)
         self._topology = TopologyCollector()
         r.register(self._topology)
+        self._invalid_objects = InvalidObjectsCollector()
+        r.register(self._invalid_objects)
         ProcessCollector(registry=r)
 
     # --- the sync loop -------------------------------------------------------------------------
@@ -260,6 +264,10 @@ class ProxyMetrics:
     def read_topology_from(self, source: TopologySource) -> None:
         """Where each scrape reads the per-Service topology figures (the syncer's plan)."""
         self._topology.source = source
+
+    def read_invalid_objects_from(self, source: InvalidObjectsSource) -> None:
+        """Where each scrape reads how many API objects of each kind ipvsd cannot use."""
+        self._invalid_objects.source = source
 
     def set_ipvs_snapshot(self, snapshot: IpvsSnapshot) -> None:
         """The latest IPVS dump's counters for the virtual servers ipvsd programs."""
@@ -376,4 +384,33 @@ class TopologyCollector(Collector):
                 "topology keys, weights) cannot be met at its first level on this node",
                 labels=("namespace", "service"),
             ),
+        )
+
+
+class InvalidObjectsCollector(Collector):
+    """Per kind, the API objects whose latest version ipvsd cannot use (a field of the wrong
+    type, an address that is not one, a port out of range): each is skipped, or kept at its
+    last valid version, and named once in the log. Read from the informers at scrape time, so
+    the figure falls back to 0 when the object is fixed or deleted; above 0 means an operator
+    (or a broken controller) has something to fix."""
+
+    def __init__(self) -> None:
+        self.source: InvalidObjectsSource = dict
+
+    def describe(self) -> Iterable[Metric]:
+        return [self._family()]
+
+    def collect(self) -> Iterable[Metric]:
+        family = self._family()
+        for kind, count in sorted(self.source().items()):
+            family.add_metric([kind], count)
+        return [family]
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "ipvsd_invalid_objects",
+            "API objects whose latest version ipvsd cannot use (skipped, or kept at their "
+            "last valid version), by kind",
+            labels=("kind",),
         )
