@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 
 from ipvsd.config.settings import ProxyConfig
 from ipvsd.dataplane.addresses import DEVICE, Addresses, RtnlAddresses
+from ipvsd.dataplane.conntrack import Conntrack, NetlinkConntrack
 from ipvsd.dataplane.errors import IpvsUnavailable
 from ipvsd.dataplane.families import kernel_families
 from ipvsd.dataplane.ipvs import Ipvs
@@ -178,10 +179,12 @@ def informed_syncer(
     addresses: Addresses,
     firewall: FirewallPort,
     leftovers: KubeProxyLeftovers | None = None,
+    conntrack: Conntrack | None = None,
 ) -> Syncer:
     """The syncer reading the informers' stores, over the given adapters (the daemon's real
     ones; the benchmark's timed or fake ones). With `leftovers`, kube-proxy's leftovers are
-    removed after full syncs until none is left (`reconcile.takeover`)."""
+    removed after full syncs until none is left (`reconcile.takeover`); with `conntrack`,
+    stale UDP conntrack entries are deleted after syncs (`reconcile.udp_conntrack`)."""
     needs = _needs_other_nodes(config)
 
     def service_of(ref: ServiceRef) -> Service | None:
@@ -203,6 +206,7 @@ def informed_syncer(
         nodes=informers.other_nodes,
         service_of=service_of,
         after_full_sync=leftovers.remove if leftovers is not None else None,
+        conntrack=conntrack,
     )
     return syncer
 
@@ -318,6 +322,7 @@ async def run(config: ProxyConfig) -> int:
             await server.start()
         ipvs = await open_ipvs()
         addresses = RtnlAddresses()
+        conntrack = NetlinkConntrack()
         try:
             configure_kernel(config)
             if config.ipvs_timeouts != Timeouts():
@@ -331,8 +336,10 @@ async def run(config: ProxyConfig) -> int:
                 health=health,
                 metrics=metrics,
                 leftovers=KubeProxyLeftovers(NetfilterLeftovers()) if takeover else None,
+                conntrack=conntrack,
             )
         finally:
+            await conntrack.close()
             await addresses.close()
             await ipvs.close()
     finally:
@@ -350,10 +357,12 @@ async def serve(
     health: ProxyHealth,
     metrics: ProxyMetrics,
     leftovers: KubeProxyLeftovers | None = None,
+    conntrack: Conntrack | None = None,
 ) -> int:
     """Watch the API and keep the kernel in step over the given adapters (the real ones from
     `run`; fakes in tests), until cancelled or, with `once`, after the first full sync.
-    `leftovers`: kube-proxy's, removed after full syncs (the takeover)."""
+    `leftovers`: kube-proxy's, removed after full syncs (the takeover); `conntrack`: where
+    stale UDP entries are deleted after syncs."""
     service_health = ServiceHealthServers(proxy_healthy=health.is_healthy)
     try:
         async with _informers(config, credentials) as (informers, tracker, client):
@@ -367,6 +376,7 @@ async def serve(
                 addresses=addresses,
                 firewall=firewall,
                 leftovers=leftovers,
+                conntrack=conntrack,
             )
             metrics.read_topology_from(
                 lambda: (
@@ -547,6 +557,10 @@ class _SyncLoop:
         for failure in report.failures:
             self._metrics.sync_error("kernel")
             log.debug("kernel failure recorded: %s", failure)
+        if report.conntrack.deleted:
+            self._metrics.kernel_operations({("conntrack_delete", "ok"): report.conntrack.deleted})
+        if report.conntrack.failed:
+            self._metrics.sync_error("conntrack")
         if report.full:
             self._metrics.set_ipvs_snapshot(self._syncer.traffic())
         await self._service_health.sync(self._health_checks(), hosts=self._health_check_hosts())
