@@ -150,6 +150,11 @@ def _mark_rules(firewall: Firewall, v4: bool) -> list[str]:
         rules.append(f"{match} @cluster_ip_ports{n} {mark}")
     elif pods is not None:
         rules.append(f"{match} @cluster_ip_ports{n} {pods[1]} {mark}")
+    else:
+        # kube-proxy's `src,dst` match: pods cannot be told apart, but the node's own
+        # connections to a ClusterIP leave from that ClusterIP (the address on kube-ipvs0 the
+        # route picks); unmasqueraded, a pod on another node would answer its own copy of it.
+        rules.append(f"{ip} saddr . meta l4proto . th dport @cluster_ip_ports{n} {mark}")
     rules.append(f"{match} @masquerade_ports{n} {mark}")
     return rules
 

@@ -4,8 +4,11 @@ IPVS balances but cannot masquerade or filter, so kube-proxy surrounded it with 
 and ipsets (reference §3). ipvsd keeps the rules fixed (`dataplane.nft`) and expresses
 everything that depends on Services as set contents, computed here:
 
-- `cluster_ip_ports`: ClusterIP virtual servers; traffic to them from outside the cluster
-  CIDRs (the node itself, other hosts) is masqueraded, or all of it with --masquerade-all;
+- `cluster_ip_ports`: ClusterIP virtual servers; traffic to them that is not from a pod (per
+  the detect-local mode: the node itself, other hosts) is masqueraded, or all of it with
+  --masquerade-all; where pods cannot be told apart, traffic whose source is a ClusterIP
+  (the node's own: it leaves from the address on kube-ipvs0) and whose destination port is
+  that Service's;
 - `masquerade_ports`: externalIP and load-balancer virtual servers of Services with
   externalTrafficPolicy Cluster (masqueraded always: the reply must come back through here);
 - `node_ports`: NodePorts of Services with externalTrafficPolicy Cluster (same);
@@ -96,7 +99,10 @@ def masquerade_decision(
         pods = _pods_in_words(config, entry.server.key.family)
         if pods:
             return f"masqueraded unless the source is a pod ({pods})"
-        return "not masqueraded (no --cluster-cidr of this family tells pods from other sources)"
+        return (
+            "masqueraded only from the node itself (its source is a Service address; no "
+            "detect-local of this family tells pods from other sources)"
+        )
     if service.external_traffic_policy is TrafficPolicy.CLUSTER:
         return "masqueraded (externalTrafficPolicy Cluster: replies must come back through here)"
     return "not masqueraded: clients keep their address (externalTrafficPolicy Local)"

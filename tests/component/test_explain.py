@@ -72,8 +72,8 @@ async def test_weight_mode_explained_endpoint_by_endpoint(server: ApiServer) -> 
         "using 'wrr' instead of 'rr'",
         "port 80/TCP",
         "  virtual servers: TCP 10.96.0.10:80 (ClusterIP)",
-        "    TCP 10.96.0.10:80: not masqueraded (no --cluster-cidr of this family tells pods "
-        "from other sources)",
+        "    TCP 10.96.0.10:80: masqueraded only from the node itself (its source is a "
+        "Service address; no detect-local of this family tells pods from other sources)",
         "  real servers: weights node=3,zone=2,other=1 (ipvsd.io/topology-mode: weight)",
         "    + 10.244.1.5:8080              weight 3   ready, on this node (node weight 3)",
         "    + 10.244.2.7:8080              weight 2   ready, in this node's zone zone-a "

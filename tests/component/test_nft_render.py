@@ -59,11 +59,29 @@ def test_nft_accepts_the_cleanup_script() -> None:
     assert check.returncode == 0, check.stderr
 
 
-def test_without_cluster_cidrs_cluster_ip_traffic_is_not_marked_unless_masquerade_all() -> None:
-    plain = render(Firewall())
-    assert "@cluster_ip_ports4" not in plain.split("chain mark_for_masquerade")[1].split("}")[0]
-    marked = render(Firewall(config=FirewallConfig(masquerade_all=True)))
-    assert "@cluster_ip_ports4 meta mark set" in marked
+def test_without_detect_local_only_node_traffic_from_a_cluster_ip_is_marked() -> None:
+    """kube-proxy's `src,dst` KUBE-CLUSTER-IP match: with no way to tell pods apart, traffic
+    whose source is a ClusterIP (the node's own, leaving from kube-ipvs0) to that Service's
+    port is masqueraded, so a pod on another node answers the node, not its own kube-ipvs0."""
+    rules = mark_chain(FULL_WITHOUT_DETECTION)
+    assert (
+        "ip saddr . meta l4proto . th dport @cluster_ip_ports4 meta mark set meta mark | "
+        "0x4000" in rules
+    )
+    assert (
+        "ip6 saddr . meta l4proto . th dport @cluster_ip_ports6 meta mark set meta mark | "
+        "0x4000" in rules
+    )
+    assert not any("daddr . meta l4proto . th dport @cluster_ip_ports" in r for r in rules)
+    assert check_support(FULL_WITHOUT_DETECTION) is None
+    all_marked = mark_chain(Firewall(config=FirewallConfig(masquerade_all=True)))
+    assert (
+        "ip daddr . meta l4proto . th dport @cluster_ip_ports4 meta mark set meta mark | "
+        "0x4000" in all_marked
+    )
+
+
+FULL_WITHOUT_DETECTION = replace(FULL, config=FirewallConfig())
 
 
 def mark_chain(firewall: Firewall) -> list[str]:

@@ -97,8 +97,9 @@ def test_no_source_ranges_no_restriction() -> None:
     ("policy", "config", "decisions"),
     [
         (TrafficPolicy.CLUSTER, FirewallConfig(), {
-            "ClusterIP": "not masqueraded (no --cluster-cidr of this family tells pods from "
-                         "other sources)",
+            "ClusterIP": "masqueraded only from the node itself (its source is a Service "
+                         "address; no detect-local of this family tells pods from other "
+                         "sources)",
             "NodePort": "masqueraded (externalTrafficPolicy Cluster: replies must come back "
                         "through here)",
         }),
@@ -108,8 +109,9 @@ def test_no_source_ranges_no_restriction() -> None:
                             "(externalTrafficPolicy Local)",
         }),
         (TrafficPolicy.LOCAL, FirewallConfig(pod_cidrs=(ip_network("fd00::/56"),)), {
-            "ClusterIP": "not masqueraded (no --cluster-cidr of this family tells pods from "
-                         "other sources)",
+            "ClusterIP": "masqueraded only from the node itself (its source is a Service "
+                         "address; no detect-local of this family tells pods from other "
+                         "sources)",
         }),
         (TrafficPolicy.LOCAL, FirewallConfig(masquerade_all=True), {
             "ClusterIP": "masqueraded (--masquerade-all)",
@@ -133,7 +135,6 @@ def test_the_masquerade_decision_in_words_follows_the_sets(
         in_sets = (
             element in sets.masquerade_ports
             or (int(key.protocol), key.port) in sets.node_ports
-            or (element in sets.cluster_ip_ports and (config.masquerade_all or any(
-                n.version == key.address.version for n in config.pod_cidrs)))
-        )  # fmt: skip
+            or element in sets.cluster_ip_ports  # from non-pods, or from the node itself
+        )
         assert in_sets == said[entry.kind.value].startswith("masqueraded"), entry.kind
