@@ -569,6 +569,7 @@ class _SyncLoop:
             (report.notices, self._events.notice, "SchedulerSubstituted"),
             (report.unavailable, self._events.warn, "SchedulerUnavailable"),
             (report.external_ip_warnings, self._events.warn, "ExternalIPNotServed"),
+            (report.duplicates, self._events.warn, "DuplicateVirtualServer"),
         ):
             for ref, notes in by_service.items():
                 service = self._syncer.service(ref)

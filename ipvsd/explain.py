@@ -97,6 +97,7 @@ async def node_table(config: ProxyConfig) -> NodeTable:
         entries += [ServiceRules(d.server, d.real_servers) for d in desired.virtual_servers]
         messages += [f"warning: Service {ref}: {text}" for text in desired.warnings]
         messages += [f"warning: Service {ref}: {text}" for text in desired.external_ip_warnings]
+        messages += [f"warning: Service {ref}: {text}" for text in desired.duplicates]
         messages += [f"note: Service {ref}: {text}" for text in desired.notices]
     entries.sort(key=lambda e: e.server.key.sort_key())
     return NodeTable("".join(f"{line}\n" for line in rules_lines(entries)), tuple(messages))
@@ -141,6 +142,7 @@ def render(
     lines += [f"  note: {note}" for note in desired.notices]
     lines += [f"  warning: {warning}" for warning in desired.warnings]
     lines += [f"  warning: {warning}" for warning in desired.external_ip_warnings]
+    lines += [f"  warning: {warning}" for warning in desired.duplicates]
     if not desired.virtual_servers:
         lines.append("  no virtual servers on this node (no port of a family this node serves)")
     by_port: dict[ServicePort, list[DesiredVirtualServer]] = {}

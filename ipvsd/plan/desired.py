@@ -87,6 +87,7 @@ class DesiredService:
     notices: tuple[str, ...] = ()  # worth a log line and a Normal Event, not a warning
     external_ip_warnings: tuple[str, ...] = ()  # externalIPs not served, and why
     unavailable: tuple[str, ...] = ()  # what this node lacks (a scheduler): a Warning Event
+    duplicates: tuple[str, ...] = ()  # virtual servers asked for twice, and who keeps each
 
     def real_servers_by_proximity(self) -> dict[str, int]:
         """Distinct real servers over every virtual server, counted by proximity name."""
@@ -168,10 +169,11 @@ def desired_service(
     return DesiredService(
         virtual_servers=tuple(servers),
         bound_addresses=tuple(sorted(bound, key=lambda a: (a.version, int(a)))),
-        warnings=scheduling.warnings + topology.warnings + duplicates,
+        warnings=scheduling.warnings + topology.warnings,
         notices=notices,
         unavailable=scheduling.unavailable,
         external_ip_warnings=node.external_ips.warnings(service.external_ips),
+        duplicates=duplicates,
     )
 
 

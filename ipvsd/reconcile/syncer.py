@@ -101,6 +101,7 @@ class SyncReport:
     # (traffic policy "internal"/"external", "IPv4"/"IPv6") → Services without local endpoints
     no_local: Mapping[tuple[str, str], int] = field(default_factory=dict)
     unavailable: Mapping[ServiceRef, tuple[str, ...]] = field(default_factory=dict)
+    duplicates: Mapping[ServiceRef, tuple[str, ...]] = field(default_factory=dict)
 
 
 class Syncer:
@@ -268,6 +269,7 @@ class Syncer:
             warnings=merged(report.warnings, second.warnings),
             notices=merged(report.notices, second.notices),
             unavailable=merged(report.unavailable, second.unavailable),
+            duplicates=merged(report.duplicates, second.duplicates),
             no_local=second.no_local,
             no_local_internal=second.no_local_internal,
             no_local_external=second.no_local_external,
@@ -558,6 +560,7 @@ class Syncer:
             ref: d.external_ip_warnings for ref, d in planned.items() if d.external_ip_warnings
         }
         unavailable = {ref: d.unavailable for ref, d in planned.items() if d.unavailable}
+        duplicates = {ref: d.duplicates for ref, d in planned.items() if d.duplicates}
         self._log_problems(planned)
         internal: set[ServiceRef] = set()
         external: set[ServiceRef] = set()
@@ -582,6 +585,7 @@ class Syncer:
             external_ip_warnings=external_ips,
             no_local={pair: len(refs) for pair, refs in by_family.items()},
             unavailable=unavailable,
+            duplicates=duplicates,
         )
 
     def _log_problems(self, planned: Mapping[ServiceRef, DesiredService]) -> None:
@@ -591,7 +595,8 @@ class Syncer:
         for ref in [ref for ref in self._said if ref not in self.programmed]:
             del self._said[ref]  # the Service is gone: if it comes back, say it again
         for ref, desired in planned.items():
-            said = (desired.warnings + desired.external_ip_warnings, desired.notices)
+            warned = desired.warnings + desired.external_ip_warnings + desired.duplicates
+            said = (warned, desired.notices)
             before = self._said.get(ref, ((), ()))
             if before == said:
                 continue

@@ -35,7 +35,13 @@ async def test_a_repeated_cluster_ip_or_port_is_programmed_once_beside_the_other
         "-A -t 10.96.0.30:80 -s rr",
         "-a -t 10.96.0.30:80 -r 10.244.1.7:8080 -m -w 1",
     ]
-    assert any(
-        "asked for again by port 'again'" in w
-        for w in report.warnings[ServiceRef("default", "ports")]
-    )
+    assert report.duplicates == {
+        ServiceRef("default", "ports"): (
+            "TCP 10.96.0.30:80: asked for again by port 'again' (ClusterIP); "
+            "port 'http' (ClusterIP) keeps it",
+        ),
+        ServiceRef("default", "twice"): (
+            "TCP 10.96.0.20:80: asked for again by port 'http' (ClusterIP); "
+            "port 'http' (ClusterIP) keeps it",
+        ),
+    }
