@@ -54,3 +54,20 @@ def test_the_nth_call_holds_until_the_file_is_removed(tmp_path: Path) -> None:
     hold.unlink()
     assert released.wait(5)
     worker.join()
+
+
+def test_the_nft_refusal_switch_is_inert_unless_set_and_names_one_vip() -> None:
+    from ipaddress import ip_address
+
+    from ipvsd.dataplane.faults import NftFaults
+    from ipvsd.dataplane.nft import NftFirewall
+    from ipvsd.model.firewall import Firewall
+
+    assert NftFaults.from_environment({}).refuse is None
+    refuse = NftFaults.from_environment({"IPVSD_FAULT_NFT_REFUSE": "203.0.113.66"}).refuse
+    assert refuse == ip_address("203.0.113.66")
+    firewall = NftFirewall(refuse=refuse)
+    assert firewall._fault(Firewall(vips=frozenset({ip_address("10.96.0.10")}))) == ""
+    assert firewall._fault(Firewall(vips=frozenset({refuse}))) == (
+        "add element inet ipvsd refused_by_fault_switch { 203.0.113.66 }\n"
+    )
