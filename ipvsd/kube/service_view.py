@@ -88,11 +88,17 @@ def _handled(listed: dict[str, Any], proxy_name: str) -> dict[str, Any]:
         "items": [
             item
             for item in listed.get("items") or ()
-            if isinstance(item, dict)
-            and not_handled_because((item.get("metadata") or {}).get("labels") or {}, proxy_name)
-            is None
+            if isinstance(item, dict) and not_handled_because(_labels(item), proxy_name) is None
         ]
     }
+
+
+def _labels(raw: dict[str, Any]) -> dict[str, Any]:
+    """An object's labels; none when its metadata or labels are not objects (the converter
+    then names what is wrong, and the object is skipped)."""
+    metadata = raw.get("metadata")
+    labels = metadata.get("labels") if isinstance(metadata, dict) else None
+    return labels if isinstance(labels, dict) else {}
 
 
 async def read_service_view(client: ApiClient, ref: ServiceRef, proxy_name: str) -> ServiceView:
@@ -109,7 +115,7 @@ async def read_service_view(client: ApiClient, ref: ServiceRef, proxy_name: str)
         )
     )
     nodes = await _answer(client.get_json(NODES.path, {}))
-    why_not = not_handled_because((raw.get("metadata") or {}).get("labels") or {}, proxy_name)
+    why_not = not_handled_because(_labels(raw), proxy_name)
     if why_not is not None:
         raise ServiceUnavailable(f"Service {ref}: {why_not}")
     try:

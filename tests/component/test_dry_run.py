@@ -167,3 +167,27 @@ async def test_two_services_on_one_virtual_server_print_it_once(server: ApiServe
         "-A -t 203.0.113.9:80 -s rr"
     ]
     assert "Service default/b: TCP 203.0.113.9:80 is already used by default/a; skipped" in err
+
+
+async def test_objects_the_api_would_refuse_are_skipped(server: ApiServer) -> None:
+    """Served by a store that validates nothing (the emulator's acceptAnything fault), as the
+    daemon's informers skip them: the table of the good Service is unchanged."""
+    server.store.create(echo())
+    for kind in ("services", "endpointslices"):
+        server.store.accept_anything(kind)
+    server.store.create(
+        {"apiVersion": "v1", "kind": "Service", "spec": "nonsense",
+         "metadata": {"name": "bad", "namespace": "default", "labels": ["a"]}}
+    )  # fmt: skip
+    garbage = endpoint_slice("echo-bad", "echo", [])
+    garbage["endpoints"] = "10.244.9.9"
+    server.store.create(garbage)
+    server.store.create({**garbage, "metadata": {"name": "odd", "labels": "a=b"}})
+    code, out, err = await dry_run(server, "--hostname-override", "node-a")
+    assert (code, err) == (0, "")
+    assert echo_lines(out) == [
+        "-A -t 10.96.0.10:80 -s rr",
+        "-a -t 10.96.0.10:80 -r 10.244.1.5:8080 -m -w 1",
+        f"-A -t {NODE_IP}:30080 -s rr",
+        f"-a -t {NODE_IP}:30080 -r 10.244.1.5:8080 -m -w 1",
+    ]
