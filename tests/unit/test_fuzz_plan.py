@@ -53,7 +53,7 @@ from ipvsd.reconcile.claims import Claims
 from ipvsd.reconcile.syncer import SyncSettings, node_context
 from tests.unit import fuzz_objects as fuzz
 
-FUZZ = settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 FEW = settings(max_examples=5, suppress_health_check=[HealthCheck.too_slow])
 
 GOOD, BAD = "app", "zz-fuzz"  # namespaces; every good Service sorts before every fuzzed one
