@@ -44,10 +44,12 @@ def _is_v4(value: IPAddress | IPNetwork) -> bool:
 
 
 def _set(name: str, kind: str, elements: Iterable[str], *, interval: bool = False) -> str:
+    """A set, or a map where `kind` has a value type (`key : value`)."""
     items = sorted(elements)
     flags = "\t\tflags interval\n" if interval else ""
     body = f"\t\telements = {{ {', '.join(items)} }}\n" if items else ""
-    return f"\tset {name} {{\n\t\ttype {kind}\n{flags}{body}\t}}\n"
+    keyword = "map" if " : " in kind else "set"
+    return f"\t{keyword} {name} {{\n\t\ttype {kind}\n{flags}{body}\t}}\n"
 
 
 def _vip_port(element: tuple[IPAddress, int, int]) -> str:
@@ -65,6 +67,11 @@ def _lb_allowed(element: tuple[IPAddress, int, int, IPNetwork]) -> str:
     return f"{address} . {_PROTOCOL_NAMES[protocol]} . {port} . {network}"
 
 
+def _redirect(element: tuple[IPAddress, int, int, IPAddress, int]) -> str:
+    address, protocol, port, cluster_ip, cluster_port = element
+    return f"{address} . {_PROTOCOL_NAMES[protocol]} . {port} : {cluster_ip} . {cluster_port}"
+
+
 # Per `Firewall` field: the nft sets it fills (one per family when it holds addresses), their
 # element type, interval flag, and how one element is written.
 _FAMILY_SETS: tuple[tuple[str, str, bool, Callable[[Any], str]], ...] = (
@@ -75,7 +82,9 @@ _FAMILY_SETS: tuple[tuple[str, str, bool, Callable[[Any], str]], ...] = (
     ("lb_restricted", "{addr} . inet_proto . inet_service", False, _vip_port),
     ("hairpin", "{addr} . inet_proto . inet_service . {addr}", False, _hairpin),
     ("lb_allowed", "{addr} . inet_proto . inet_service . {addr}", True, _lb_allowed),
-)
+    ("local_redirects", "{addr} . inet_proto . inet_service : {addr} . inet_service", False,
+     _redirect),
+)  # fmt: skip
 
 
 def _family_elements(firewall: Firewall) -> dict[str, list[str]]:
@@ -159,6 +168,21 @@ def _mark_rules(firewall: Firewall, v4: bool) -> list[str]:
     return rules
 
 
+def _redirect_rules(config: FirewallConfig, v4: bool) -> list[str]:
+    """This node's pods reaching an externalTrafficPolicy: Local frontend go to its Service's
+    ClusterIP instead (DNAT before IPVS sees the packet), where the cluster set serves them;
+    loadBalancerSourceRanges still apply first (a refused source is left to the filter)."""
+    pods = _from_pods(config, v4)
+    if pods is None:
+        return []
+    n, ip = ("4", "ip") if v4 else ("6", "ip6")
+    match = f"{ip} daddr . meta l4proto . th dport"
+    return [
+        f"{match} @lb_restricted{n} {match} . {ip} saddr != @lb_allowed{n} return",
+        f"{pods[0]} dnat {ip} to {match} map @local_redirects{n}",
+    ]
+
+
 def _filter_rules(v4: bool, *, inbound: bool) -> list[str]:
     n, ip = ("4", "ip") if v4 else ("6", "ip6")
     match = f"{ip} daddr . meta l4proto . th dport"
@@ -196,6 +220,9 @@ def render(firewall: Firewall) -> str:
             _chain("mark_for_masquerade", masquerade_marks),
             _chain("prerouting", ["jump mark_for_masquerade"],
                    hook="type filter hook prerouting priority mangle; policy accept;"),
+            _chain("pods_to_cluster_set",
+                   [*_redirect_rules(config, True), *_redirect_rules(config, False)],
+                   hook="type nat hook prerouting priority dstnat; policy accept;"),
             _chain("output", ["jump mark_for_masquerade", *_filter_rules(True, inbound=False),
                               *_filter_rules(False, inbound=False)],
                    hook="type route hook output priority mangle; policy accept;"),

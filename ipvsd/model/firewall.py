@@ -15,6 +15,8 @@ from ipvsd.model.ipvs import IPAddress
 from ipvsd.model.service import IPNetwork
 
 VipPort = tuple[IPAddress, int, int]  # (address, IP protocol number, port)
+# (frontend address, protocol, port, the Service's ClusterIP, its port): see `local_redirects`
+Redirect = tuple[IPAddress, int, int, IPAddress, int]
 
 
 DEFAULT_MASQUERADE_BIT = 14  # kube-proxy's --iptables-masquerade-bit
@@ -63,6 +65,9 @@ class Firewall:
     lb_restricted: frozenset[VipPort] = frozenset()
     lb_allowed: frozenset[tuple[IPAddress, int, int, IPNetwork]] = frozenset()
     health_check_ports: frozenset[int] = frozenset()
+    # externalTrafficPolicy: Local frontends (LB IP, externalIP, NodePort address) that this
+    # node's pods reach through their Service's ClusterIP, i.e. with the cluster set
+    local_redirects: frozenset[Redirect] = frozenset()
 
 
 SET_FIELDS = tuple(f.name for f in fields(Firewall) if f.name != "config")

@@ -20,14 +20,20 @@ everything that depends on Services as set contents, computed here:
 - `vips` / `vip_ports`: new connections to a VIP on a port that is not a service port are
   rejected (every VIP is a local address; otherwise every host port is reachable through it);
 - `lb_restricted` / `lb_allowed`: loadBalancerSourceRanges, per LB VIP and port;
-- `health_check_ports`: the healthCheckNodePorts ipvsd answers on.
+- `health_check_ports`: the healthCheckNodePorts ipvsd answers on;
+- `local_redirects`: the externalTrafficPolicy: Local frontends (LB IPs, externalIPs, NodePorts)
+  with the ClusterIP and port of their Service: traffic from this node's pods (per the
+  detect-local mode) to such a frontend is sent to the ClusterIP instead, so it gets the
+  cluster set as in kube-proxy's iptables and nftables modes, while other clients keep the
+  local set (kube-proxy's IPVS mode gave everyone the cluster set when the local one was
+  empty, and external clients lost their address and their replies).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ipvsd.model.firewall import Firewall, FirewallConfig, VipPort
+from ipvsd.model.firewall import Firewall, FirewallConfig, Redirect, VipPort
 from ipvsd.model.ipvs import Family, IPAddress, RealServer
 from ipvsd.model.service import IPNetwork, Service, TrafficPolicy
 from ipvsd.plan.desired import DesiredService, DesiredVirtualServer, VipKind
@@ -47,10 +53,12 @@ def firewall_for(
     lb_restricted: set[VipPort] = set()
     lb_allowed: set[tuple[IPAddress, int, int, IPNetwork]] = set()
     health: set[int] = set()
+    redirects: set[Redirect] = set()
     for service, desired in services:
         external_cluster = service.external_traffic_policy is TrafficPolicy.CLUSTER
         if service.health_check_node_port:
             health.add(service.health_check_node_port)
+        redirects.update(_local_redirects(desired))
         for entry in desired.virtual_servers:
             key = entry.server.key
             assert key.address is not None  # ipvsd makes no fwmark services
@@ -85,7 +93,27 @@ def firewall_for(
         lb_restricted=frozenset(lb_restricted),
         lb_allowed=frozenset(lb_allowed),
         health_check_ports=frozenset(health),
+        local_redirects=frozenset(redirects),
     )
+
+
+def _local_redirects(desired: DesiredService) -> Iterable[Redirect]:
+    """Each externally local frontend of `desired` with the ClusterIP virtual server of the
+    same port and family, where that one holds the cluster set (with iTP=Local too it holds
+    the local set, and sending pods there would change nothing)."""
+    cluster = {
+        (d.port, d.server.key.family): d.server.key
+        for d in desired.virtual_servers
+        if d.kind is VipKind.CLUSTER_IP and not d.uses_local_endpoints
+    }
+    for entry in desired.virtual_servers:
+        key = entry.server.key
+        target = cluster.get((entry.port, key.family))
+        if entry.kind is VipKind.CLUSTER_IP or not entry.uses_local_endpoints or target is None:
+            continue
+        assert key.address is not None  # ipvsd makes no fwmark services
+        assert target.address is not None
+        yield (key.address, key.protocol, key.port, target.address, target.port)
 
 
 def masquerade_decision(

@@ -36,6 +36,9 @@ FULL = Firewall(
     lb_restricted=frozenset({(V4, TCP, 80)}),
     lb_allowed=frozenset({(V4, TCP, 80, ip_network("192.0.2.0/24"))}),
     health_check_ports=frozenset({31000}),
+    local_redirects=frozenset(
+        {(parse_address("203.0.113.5"), TCP, 80, V4, 80), (V6, SCTP, 31900, V6, 9000)}
+    ),
 )
 
 
@@ -121,6 +124,28 @@ def test_the_masquerade_bit_moves_every_mark_and_match() -> None:
         assert check_support(replace(FULL, config=FirewallConfig(masquerade_bit=bit))) is None
 
 
+def test_pods_reaching_etp_local_frontends_are_sent_to_the_cluster_ip() -> None:
+    """After loadBalancerSourceRanges, traffic from pods (per detect-local) to a frontend in
+    local_redirects is DNATed to the Service's ClusterIP, in the nat prerouting hook."""
+    table = render(FULL)
+    chain = table.split("chain pods_to_cluster_set {")[1].split("}")[0]
+    assert [line.strip() for line in chain.strip().splitlines()] == [
+        "type nat hook prerouting priority dstnat; policy accept;",
+        "ip daddr . meta l4proto . th dport @lb_restricted4 "
+        "ip daddr . meta l4proto . th dport . ip saddr != @lb_allowed4 return",
+        "ip saddr @pod_cidrs4 dnat ip to ip daddr . meta l4proto . th dport map @local_redirects4",
+        "ip6 daddr . meta l4proto . th dport @lb_restricted6 "
+        "ip6 daddr . meta l4proto . th dport . ip6 saddr != @lb_allowed6 return",
+        "ip6 saddr @pod_cidrs6 dnat ip6 to ip6 daddr . meta l4proto . th dport "
+        "map @local_redirects6",
+    ]
+    assert "elements = { 203.0.113.5 . tcp . 80 : 10.96.0.10 . 80 }" in table
+    bridge = render(replace(FULL, config=FirewallConfig(pod_interface="cni0")))
+    assert 'iifname "cni0" dnat ip to ip daddr' in bridge
+    undetected = render(replace(FULL, config=FirewallConfig()))  # pods not told: no redirect
+    assert "dnat" not in undetected
+
+
 def nft_check(script: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["nft", "-c", "-f", "-"], input=script, text=True, capture_output=True, check=False
@@ -143,6 +168,7 @@ EVERY_SET_CHANGED = FirewallChanges(
             {(parse_address("10.96.0.11"), TCP, 80, ip_network("198.51.100.0/24"))}
         ),
         health_check_ports=frozenset({31001}),
+        local_redirects=frozenset({(parse_address("192.0.2.9"), UDP, 30053, V4, 53)}),
     ),
 )
 

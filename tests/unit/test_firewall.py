@@ -52,6 +52,20 @@ def test_etp_cluster_masquerades_external_vips_and_node_ports() -> None:
     assert got.cluster_ip_ports == {(CIP, TCP, 80)}
 
 
+def test_etp_local_frontends_are_redirected_to_the_cluster_ip_for_this_nodes_pods() -> None:
+    """Every eTP=Local frontend (LB IP, externalIP, NodePort address) maps to the Service's
+    ClusterIP and port: pods of this node reach the cluster set there (the nft rule)."""
+    local = replace(BASE, external_traffic_policy=TrafficPolicy.LOCAL, health_check_node_port=1)
+    assert firewall(local).local_redirects == {
+        (EIP, TCP, 80, CIP, 80),
+        (LBIP, TCP, 80, CIP, 80),
+        (parse_address("192.168.1.10"), TCP, 30080, CIP, 80),
+    }
+    assert firewall(BASE).local_redirects == frozenset()  # eTP=Cluster: the cluster set anyway
+    both_local = replace(local, internal_traffic_policy=TrafficPolicy.LOCAL)
+    assert firewall(both_local).local_redirects == frozenset()  # the ClusterIP is local too
+
+
 def test_etp_local_preserves_client_addresses_no_external_masquerade() -> None:
     got = firewall(
         replace(BASE, external_traffic_policy=TrafficPolicy.LOCAL, health_check_node_port=31000)
