@@ -8,9 +8,9 @@ read back from /proc/sys and /sys/module; the originals are put back afterwards.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +19,9 @@ import pytest
 from ipvsd.app import configure_kernel
 from ipvsd.config.command_line import parse_args
 from ipvsd.config.settings import ProxyConfig
+from ipvsd.dataplane.sysctl import Sysctl
+from ipvsd.reconcile.conntrack_settings import apply_conntrack_settings
+from ipvsd.testing.netns import entered
 
 pytestmark = pytest.mark.kernel
 
@@ -28,7 +31,6 @@ HASHSIZE = Path("/sys/module/nf_conntrack/parameters/hashsize")
 TIMEOUTS = ("tcp_timeout_established", "tcp_timeout_close_wait", "tcp_be_liberal",
             "udp_timeout", "udp_timeout_stream")  # fmt: skip
 CPUS = os.cpu_count() or 1
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def read(path: Path) -> str:
@@ -83,59 +85,51 @@ def test_the_flags_are_written_as_kube_proxy_writes_them() -> None:
     }
 
 
+def apply(*flags: str) -> bool:
+    """The conntrack part of the daemon's start-up step alone (the test above runs it whole)."""
+    return apply_conntrack_settings(config(*flags).conntrack_tuning, sysctl=Sysctl(), cpus=CPUS)
+
+
 def test_defaults_never_lower_a_larger_max_and_zero_leaves_the_rest() -> None:
     MAX.write_text("2000000")
     HASHSIZE.write_text("600000")
     hashsize = read(HASHSIZE)  # rounded up to whole pages by the kernel
     before = timeouts()
-    configure_kernel(config())  # kube-proxy's defaults: max(32768 x CPUs, 131072)
+    assert apply()  # kube-proxy's defaults: max(32768 x CPUs, 131072)
     assert (read(MAX), read(HASHSIZE)) == ("2000000", hashsize)
     assert timeouts() == {**before, "tcp_timeout_established": "86400",
                           "tcp_timeout_close_wait": "3600"}  # fmt: skip
 
     MAX.write_text("1000")
     after = timeouts()
-    configure_kernel(
-        config("--conntrack-max-per-core=0", "--conntrack-tcp-timeout-established=0",
-               "--conntrack-tcp-timeout-close-wait=0")
-    )  # fmt: skip
+    assert apply(
+        "--conntrack-max-per-core=0",
+        "--conntrack-tcp-timeout-established=0",
+        "--conntrack-tcp-timeout-close-wait=0",
+    )
     assert read(MAX) == "1000"
     assert timeouts() == after
 
 
-CHILD = """
-import logging, sys
-logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")
-from ipvsd.dataplane.sysctl import Sysctl
-from ipvsd.model.conntrack_tuning import ConntrackTuning
-from ipvsd.reconcile.conntrack_settings import apply_conntrack_settings
-sys.exit(0 if apply_conntrack_settings(ConntrackTuning(), sysctl=Sysctl(), cpus=2) else 3)
-"""
-
-
-def test_outside_the_initial_namespace_max_is_read_only_and_named_the_timeouts_still_set() -> None:
+def test_outside_the_initial_namespace_max_is_read_only_and_named_the_timeouts_still_set(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     MAX.write_text("1000")
     root_timeouts = timeouts()
     subprocess.run(["ip", "netns", "add", "ipvsd-conntrack"], check=True)
     try:
-        done = subprocess.run(
-            ["ip", "netns", "exec", "ipvsd-conntrack", sys.executable, "-c", CHILD],
-            capture_output=True, text=True, timeout=60, cwd=ROOT, check=False,
-        )  # fmt: skip
-        child = subprocess.run(
-            ["ip", "netns", "exec", "ipvsd-conntrack", "sh", "-c",
-             "cat /proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established "
-             "/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_close_wait"],
-            capture_output=True, text=True, check=True,
-        ).stdout.split()  # fmt: skip
+        with entered("ipvsd-conntrack"), caplog.at_level(logging.ERROR):
+            ok = apply()
+            child = timeouts()
     finally:
         subprocess.run(["ip", "netns", "del", "ipvsd-conntrack"], check=False)
-    assert done.returncode == 3, done.stderr
-    assert (
-        "ERROR cannot raise sysctl net.netfilter.nf_conntrack_max to 131072 (it is 1000): "
+    assert not ok
+    assert caplog.messages[0].startswith(
+        "cannot raise sysctl net.netfilter.nf_conntrack_max to 131072 (it is 1000): "
         "Permission denied; it is global, writable only from the host's initial network "
-        "namespace" in done.stderr
+        "namespace"
     )
-    assert child == ["86400", "3600"]  # per namespace: set in the child
+    # per namespace: set in the child, the root namespace's own untouched
+    assert (child["tcp_timeout_established"], child["tcp_timeout_close_wait"]) == ("86400", "3600")
     assert read(MAX) == "1000"
-    assert timeouts() == root_timeouts  # the root namespace's own are untouched
+    assert timeouts() == root_timeouts
