@@ -162,6 +162,7 @@ async def send_all(api: Api, method: str, path: str, objects: list[dict[str, Any
         await api.send(method, path if method == "POST" else f"{path}/{name}", obj)
 
 
+@pytest.mark.timeout(300)  # the daemon, two pod servers and a generator start under emulation
 async def test_malformed_objects_interrupt_nothing_and_syncing_goes_on(
     cluster: Api, tmp_path: Path
 ) -> None:
