@@ -118,6 +118,7 @@ def read(paths: list[Path]) -> list[str]:
     return [path.read_text().strip() for path in paths]
 
 
+@pytest.mark.timeout(300)  # the daemon imports and starts under emulation, as elsewhere
 async def test_a_failing_service_never_stops_the_others(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
