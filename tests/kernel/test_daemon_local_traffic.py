@@ -30,6 +30,7 @@ EXTERNAL_IP = "203.0.113.9"
 POD_GATEWAY = "10.200.1.1"  # the node's address on pod-a's link: a NodePort address too
 
 
+@pytest.mark.timeout(300)  # the daemon starts and syncs in the emulated VM (106 s seen loaded)
 async def test_etp_local_without_a_local_pod_serves_this_nodes_pods_from_the_cluster_set() -> None:
     """kube-proxy's iptables/nftables short-circuit, kept without its IPVS-mode fallback:
     pod-a reaches the NodePort and the externalIP of an eTP=Local Service whose only pod runs
