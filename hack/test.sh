@@ -68,8 +68,9 @@ fi
 
 # The kernel tests in two VM boots, each within kernel-run.sh's timeout: the core (adapters,
 # firewall, one daemon against the emulator) and the clusters (several daemons and traffic
-# processes: the demo, the takeover from kube-proxy).
-cluster_tests=(tests/kernel/test_demo.py tests/kernel/test_takeover.py)
+# processes: the demo, the takeover from kube-proxy, the two-node local-traffic test).
+cluster_tests=(tests/kernel/test_demo.py tests/kernel/test_takeover.py
+  tests/kernel/test_cluster_local_traffic.py)
 # Held out of CI until UDP conntrack cleanup exists (issue 16 item 4): after the negative
 # control's flush a fixed-source-port UDP flow got no reply at all in the next scenario (two
 # of three runs; likely a conntrack entry made while no virtual server existed). Run it with
