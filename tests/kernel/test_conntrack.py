@@ -59,7 +59,9 @@ pytestmark = [
 CLIENT = "10.200.3.2"
 POD_A, POD_B = "10.200.1.2", "10.200.2.2"
 SOURCE_PORT = 12345  # upstream's srcPort
-LEFTOVER_PORT = 12346  # an entry the kernel does not own (module docstring)
+# Per test, the client port of an entry the kernel does not own (module docstring); distinct,
+# so a test that fails before its entry is deleted leaves nothing in the next one's way.
+LEFTOVER_PORTS = {"nodeport": 12346, "clusterip": 12347, "local": 12348}
 TARGET_PORT = 8053
 
 
@@ -81,12 +83,13 @@ def udp_server(namespace: str, address: str) -> None:
 class Client:
     """Upstream's pod-client: one socket with a fixed source port, in namespace `client`."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, *, leftover_port: int = 0) -> None:
         with entered("client"):
             self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.bind((CLIENT, SOURCE_PORT))
         self._sock.settimeout(1.0)
         self.to = (host, port)
+        self.leftover_port = leftover_port
 
     def _ask(self) -> str:
         try:
@@ -188,9 +191,9 @@ def leave_entry_towards(client: Client, pod: str) -> None:
     host, port = client.to
     subprocess.run(
         ["conntrack", "-I", "-p", "udp", "-s", CLIENT, "-d", host,
-         "--sport", str(LEFTOVER_PORT), "--dport", str(port),
+         "--sport", str(client.leftover_port), "--dport", str(port),
          "-r", pod, "-q", CLIENT, "--reply-port-src", str(TARGET_PORT),
-         "--reply-port-dst", str(LEFTOVER_PORT), "-t", "120"],
+         "--reply-port-dst", str(client.leftover_port), "-t", "120"],
         capture_output=True, check=True,
     )  # fmt: skip
 
@@ -223,7 +226,7 @@ async def pod_cycles(api: Api, service: str, client: Client) -> None:
     leave_entry_towards(client, POD_A)
     await set_endpoints(api, service, [(POD_A, "node-a", True), (POD_B, "node-a", True)])
     await set_endpoints(api, service, [(POD_B, "node-a", True)])
-    await until_gone(client, f"{POD_A}:{TARGET_PORT}", LEFTOVER_PORT)
+    await until_gone(client, f"{POD_A}:{TARGET_PORT}", client.leftover_port)
     await until_gone(client, f"{POD_A}:{TARGET_PORT}")
     assert [await client.ask() for _ in range(3)] == ["pod-b"] * 3
 
@@ -234,7 +237,7 @@ async def test_should_be_able_to_preserve_udp_traffic_when_server_pod_cycles_for
     service = await udp_service(node.api, "svc-udp-nodeport", type="NodePort")
     port = service["spec"]["ports"][0]["nodePort"]
     await until(lambda: f"-A -u {NODE_ADDRESS}:{port}" in ipvsadm())
-    client = Client(NODE_ADDRESS, port)
+    client = Client(NODE_ADDRESS, port, leftover_port=LEFTOVER_PORTS["nodeport"])
     try:
         await pod_cycles(node.api, "svc-udp-nodeport", client)
     finally:
@@ -246,7 +249,7 @@ async def test_should_be_able_to_preserve_udp_traffic_when_server_pod_cycles_for
 ) -> None:
     vip = (await udp_service(node.api, "svc-udp"))["spec"]["clusterIP"]
     await until_serving(vip, f"-A -u {vip}:80")
-    client = Client(vip, 80)
+    client = Client(vip, 80, leftover_port=LEFTOVER_PORTS["clusterip"])
     try:
         await pod_cycles(node.api, "svc-udp", client)
     finally:
@@ -262,7 +265,7 @@ async def test_should_be_able_to_preserve_udp_traffic_when_server_pod_cycles_for
     api, name, pod_c = node.api, "svc-udp-local", node.pod_c
     vip = (await udp_service(api, name, internalTrafficPolicy="Local"))["spec"]["clusterIP"]
     await until_serving(vip, f"-A -u {vip}:80")
-    client = Client(vip, 80)
+    client = Client(vip, 80, leftover_port=LEFTOVER_PORTS["local"])
     try:
         await set_endpoints(
             api, name, [(POD_A, "node-a", True), (POD_B, "node-b", True)], first=True
@@ -271,7 +274,7 @@ async def test_should_be_able_to_preserve_udp_traffic_when_server_pod_cycles_for
         assert await client.ask() == "pod-a"
         leave_entry_towards(client, POD_A)
         await set_endpoints(api, name, [(POD_B, "node-b", True)])
-        await until_gone(client, f"{POD_A}:{TARGET_PORT}", LEFTOVER_PORT)
+        await until_gone(client, f"{POD_A}:{TARGET_PORT}", client.leftover_port)
         await until_gone(client, f"{POD_A}:{TARGET_PORT}")
         assert await client.ask() == "no answer"  # iTP=Local: the remote pod is not used
         await set_endpoints(api, name, [(POD_B, "node-b", True), (pod_c, "node-a", True)])
