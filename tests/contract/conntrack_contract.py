@@ -5,8 +5,11 @@ A subclass named `Test...` provides two fixtures:
 - `track`: a callable that puts an entry into the table as traffic would (on the kernel,
   `conntrack -I`; on the fake, `FakeConntrack.track`), taking a `TrackedFlow` without id.
 
-Entries are compared without their id (the kernel chooses it); the id is what makes deleting
-a stale copy harmless, checked by `test_a_replaced_entry_survives_the_deletion_of_its_old_copy`.
+Entries are compared without their id (the kernel chooses it). The id is what makes deleting
+a stale copy harmless once the client's next datagram has made a new entry answered by another
+pod (`test_a_replaced_entry_survives_the_deletion_of_its_old_copy`). The kernel's id is a hash
+of the entry's memory address and both of its tuples: an entry made again with the very same
+tuples may reuse the freed memory and so the id, and deleting it is right (it is as stale).
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ def flow(original: str, reply: str, protocol: Protocol = Protocol.UDP) -> Tracke
 
 # A client's flow to a ClusterIP, answered by a pod (IPVS rewrote the reply tuple).
 TO_POD = flow("10.250.0.2:12345 -> 10.96.250.1:53", "10.250.1.2:8053 -> 10.250.0.2:12345")
+# The same client flow once the old pod is gone: IPVS sent its next datagram to another pod.
+TO_NEW_POD = flow("10.250.0.2:12345 -> 10.96.250.1:53", "10.250.1.3:8053 -> 10.250.0.2:12345")
 # A flow to the same frontend that nobody answered: its reply tuple is the plain inverse.
 UNANSWERED = flow("10.250.0.3:12345 -> 10.96.250.1:53", "10.96.250.1:53 -> 10.250.0.3:12345")
 TCP = flow(
@@ -101,6 +106,6 @@ class ConntrackContract:
         ]
         assert old.entry_id is not None
         assert await conntrack.delete([old]) == 1
-        await track(TO_POD)  # the client's next datagram made a new entry with the same tuple
+        await track(TO_NEW_POD)  # the client's next datagram, to the pod now serving
         assert await conntrack.delete([old]) == 0
-        assert TO_POD in without_ids(await conntrack.flows(Family.INET, Protocol.UDP))
+        assert TO_NEW_POD in without_ids(await conntrack.flows(Family.INET, Protocol.UDP))
