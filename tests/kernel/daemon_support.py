@@ -37,11 +37,28 @@ class Api:
         self._ssl = server.client_ssl_context()  # the emulator serves HTTPS with its own CA
 
     async def send(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """One request; a connection reset is tried once more. The emulator shares the event
+        loop with the daemon under test, and one run saw a fresh connection reset while the
+        daemon started a watch. A create that had landed before the reset answers the retry
+        with 409: the object is then read back."""
+        try:
+            return await self._send(method, path, body)
+        except aiohttp.ClientOSError:
+            answer = await self._send(method, path, body, conflict_ok=method == "POST")
+        if answer is None and body is not None:  # the first attempt's create had landed
+            return await self._send("GET", f"{path}/{body['metadata']['name']}", None)
+        return answer
+
+    async def _send(
+        self, method: str, path: str, body: dict[str, Any] | None, *, conflict_ok: bool = False
+    ) -> Any:
         connector = aiohttp.TCPConnector(ssl=self._ssl)
         async with (
             aiohttp.ClientSession(headers=self._headers, connector=connector) as session,
             session.request(method, self._url + path, json=body) as response,
         ):
+            if conflict_ok and response.status == 409:
+                return None
             assert response.status < 300, await response.text()
             return await response.json()
 
