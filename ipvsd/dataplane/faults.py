@@ -64,7 +64,11 @@ class IpvsFaults:
         count = self._calls[step] = self._calls.get(step, 0) + 1
         if count != self.hold_call:
             return
-        self.hold_file.write_text(f"{os.getpid()} {step}:{count}\n")
+        # Written whole, then renamed into place: a harness polling for the file never reads
+        # it empty.
+        partial = self.hold_file.with_name(f".{self.hold_file.name}.partial")
+        partial.write_text(f"{os.getpid()} {step}:{count}\n")
+        partial.replace(self.hold_file)
         deadline = time.monotonic() + self.hold_seconds
         while self.hold_file.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
