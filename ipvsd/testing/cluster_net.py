@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from ipvsd.testing.netns import answering, entered, sh
+from ipvsd.testing.netns import accepts, answering, entered, sh
 
 BRIDGE = "mnode-br"
 HOST_ADDRESS = "192.168.49.1"
@@ -96,15 +96,6 @@ def _write_sysctl(namespace: str, path: str, value: str) -> None:
     """Write /proc/sys/`path` in `namespace`: /proc/sys/net follows the writing thread's netns."""
     with entered(namespace):
         Path("/proc/sys", path).write_text(value)
-
-
-def _accepts(pod: PodNet, port: int) -> bool:
-    """Whether the pod's own namespace has a TCP listener on `port` (a readiness probe)."""
-    with entered(pod.name):
-        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    with probe:
-        probe.settimeout(2.0)
-        return probe.connect_ex((pod.address, port)) == 0
 
 
 def _remove_namespace(name: str) -> None:
@@ -219,7 +210,7 @@ class ClusterNet:
         if log is not None and not isinstance(out, int):
             out.close()  # the child holds its own copy
         deadline = time.monotonic() + within
-        while listening is not None and not _accepts(pod, listening):
+        while listening is not None and not accepts(pod.name, pod.address, listening):
             if process.poll() is not None or time.monotonic() > deadline:
                 tail = log.read_text(errors="replace")[-2000:] if log is not None else ""
                 raise RuntimeError(f"{pod.name}'s server is not listening on {listening} "

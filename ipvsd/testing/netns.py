@@ -82,6 +82,16 @@ def _handler(name: str) -> type[BaseHTTPRequestHandler]:
     return answering(lambda client: f"{name} {client}".encode())
 
 
+def accepts(namespace: str, address: str, port: int) -> bool:
+    """Whether something in `namespace` accepts TCP connections on address:port, asked from
+    inside it (a readiness probe: a server process takes seconds to start in the VM)."""
+    with entered(namespace):
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with probe:
+        probe.settimeout(2.0)
+        return probe.connect_ex((address, port)) == 0
+
+
 def http_get(namespace: str, host: str, port: int, *, timeout: float = 3.0) -> str:
     """One HTTP/1.0 GET from inside `namespace`; the body, or OSError (refused, timed out)."""
     with entered(namespace):

@@ -38,7 +38,7 @@ from ipvsd.config.command_line import parse_args
 from ipvsd.dataplane.kube_proxy_leftovers import NetfilterLeftovers
 from ipvsd.reconcile.takeover import KubeProxyLeftovers, KubeProxyRunning
 from ipvsd.testing.apiserver import ApiServer
-from ipvsd.testing.netns import entered, lab
+from ipvsd.testing.netns import accepts, entered, lab
 from ipvsd.testing.traffic import HELLO, Flow, Generator, serve_argv
 from tests.kernel.takeover_support import (
     DATA,
@@ -151,15 +151,6 @@ def cluster_objects() -> list[dict[str, Any]]:
 PODS = {"pod-a": "10.200.1.2", "pod-b": "10.200.2.2"}  # lab() numbers them in this order
 
 
-def accepts(pod: str, address: str) -> bool:
-    """Whether the pod's server listens (a readiness probe, from inside the pod)."""
-    with entered(pod):
-        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    with probe:
-        probe.settimeout(2.0)
-        return probe.connect_ex((address, 8080)) == 0
-
-
 def pod_server(pod: str) -> subprocess.Popen[bytes]:
     """A pod's server (ipvsd.testing.traffic) in its namespace: TCP 8080, UDP 5353."""
     return subprocess.Popen(
@@ -234,7 +225,7 @@ async def traffic(log: Path) -> AsyncIterator[Generator]:
             net.add_namespace(name)
         servers = [pod_server("pod-a"), pod_server("pod-b")]
         for pod, address in PODS.items():  # a refused first connection would count as failed
-            await until(functools.partial(accepts, pod, address), f"{pod} listening")
+            await until(functools.partial(accepts, pod, address, 8080), f"{pod} listening")
         generator = await Generator.start("client", FLOWS, log)
         try:
             assert await generator.ready(), "no answer through some target"
@@ -373,6 +364,7 @@ async def test_beside_kube_proxy_in_iptables_mode_each_service_is_served_by_its_
             net.add_namespace(name)
         pod = pod_server("pod-a")
         try:
+            await until(functools.partial(accepts, "pod-a", PODS["pod-a"], 8080), "pod-a listening")
             async with live_kube_proxy("iptables"), ApiServer() as server:
                 old, new = service("old", "10.96.0.60", 80), service("new", "10.96.0.61", 80)
                 old_slice, new_slice = slice_of("old"), slice_of("new")
