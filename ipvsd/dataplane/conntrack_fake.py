@@ -3,7 +3,8 @@
 For host tests of the cleanup (`reconcile.udp_conntrack`) and the syncer. The contract suite
 runs the same checks on this fake and on `NetlinkConntrack` in the VM. An entry is identified
 as the kernel identifies it: by family, protocol, original tuple and zone; its id changes
-when a new flow replaces it, so deleting a stale copy leaves the new one.
+when a new flow replaces it, so deleting a stale copy leaves the new one (the kernel's usual
+case; it can also hand the new entry the old id, see `conntrack_wire.delete_request`).
 """
 
 from __future__ import annotations

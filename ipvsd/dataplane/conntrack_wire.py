@@ -8,8 +8,10 @@ Pure (no I/O) so that the host tests check every byte. Only what the UDP cleanup
 - `decode_entry(payload)`: one dumped entry as a `TrackedFlow` (None for an entry without
   ports or addresses ipvsd understands).
 - `delete_request(flow)`: IPCTNL_MSG_CT_DELETE of one entry by its original tuple, zone and
-  id: the kernel deletes nothing when the id no longer matches (the entry was replaced by a new
-  flow after the dump), instead of a flow that is fine.
+  id: the kernel deletes nothing when the entry under the tuple has another id (it was
+  replaced by a new flow after the dump). The id hashes the entry's address and original
+  tuple, so a replacement that reuses the freed memory can share it; deleting that one costs
+  it only a fresh entry at its next datagram.
 
 The numbers are those of `include/uapi/linux/netfilter/nfnetlink_conntrack.h`.
 """

@@ -37,7 +37,8 @@ class FlowTuple(NamedTuple):
 
 class TrackedFlow(NamedTuple):
     """One conntrack entry. `entry_id` is the kernel's id of the entry (deleting by tuple and
-    id never hits a newer entry that reuses the tuple); `zone` its conntrack zone (0 usually).
+    id spares a newer entry that reuses the tuple, unless it also reused the old one's memory
+    and so its id); `zone` its conntrack zone (0 usually).
 
     A NamedTuple: a busy node has tens of thousands of entries, read on every cleanup."""
 
