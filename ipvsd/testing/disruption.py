@@ -1,47 +1,12 @@
-"""The disruption harness: traffic through a three-node cluster while ipvsd is faulted.
+"""The disruption harness's command: traffic through a three-node cluster while ipvsd is faulted.
 
     python -m ipvsd.testing.disruption [--scenarios baseline,negative-control,...] [--seed N]
 
-Root, inside the IPVS VM (`hack/disruption.sh` boots it). The cluster (`cluster.namespace_cluster`):
-`node-1` and `node-2` in zone-a, `node-3` in zone-b, one ipvsd per node against the API
-emulator. Deployment `echo` has a pod on node-1 and one on node-2, each a `traffic serve`
-process (TCP echo on 7000, UDP on 7001). Service `echo` (NodePort, eTP=Cluster: TCP 80, UDP 81)
-and Service `echo-local` (NodePort, eTP=Local: TCP 80) select them. Traffic (`traffic`),
-each generator its own process, started afresh for every scenario:
-
-- from pod `client` on node-1, through echo's ClusterIP: long-lived TCP connections, new TCP
-  connections and fixed-source-port UDP flows; round robin over the two pods sends half of
-  them to the pod on the client's node and half across nodes;
-- from `outside` (a host on the nodes' segment): long-lived and new TCP connections to echo's
-  NodePort on node-1 (eTP=Cluster: half stay on node-1, half are forwarded to node-2) and to
-  echo-local's NodePort on node-2 (eTP=Local: its local pod).
-
-The scenarios (`SCENARIOS`), each with traffic flowing from before the fault until after the
-kernel matches the API again:
-
-- `baseline`: no fault; everything must be 0.
-- `negative-control`: ipvsd on node-1 and node-2 restarted as a build that flushes its IPVS
-  table on start (`IPVSD_FAULT_FLUSH_ON_START=1`, a test-only switch read by the IPVS adapter,
-  `ipvsd.dataplane.faults`): must show interruptions, or the harness cannot see what it counts.
-- `kill9`: five SIGKILLs and restarts: at a random moment of steady state, in the middle of the
-  first full sync after a start (held at the adapter's `dump` step, `IPVSD_HOLD_AT=dump:1`,
-  then killed there), and at a random moment of start-up before the first sync.
-- `rolling-restart`: SIGTERM and restart five times, node after node, each time waiting for
-  the daemon to be healthy before the next, as a DaemonSet rolling update does.
-- `watch-faults`: for about 15 s, in turn: every watch cut, the history compacted with every
-  watch ended, 410 Gone on the next watches, 429 with Retry-After on the next requests; between
-  them a third `echo` pod on node-3 flips ready and not ready. Nothing may break, and the
-  last change must reach every node's table (convergence).
-- `ready-while-down`: ipvsd on node-1 stopped; a new `echo` pod on node-3 becomes ready; ipvsd
-  started again: its real server must be in node-1's table at the first sync, and carry new
-  connections (reported).
-
-Per scenario: `interrupted` long-lived connections, `failed_new` new connections, `udp_lost`
-datagrams (unanswered, or answered by a backend that was gone), `max_gap_ms` between two
-replies of a flow, `converge_s` from the end of the fault until every restarted ipvsd has
-synced (healthy) and every node's IPVS table matches the API. A table, then last one JSON
-line: `{"scenarios": {"<name>": {"interrupted": N, "failed_new": N, "udp_lost": N,
-"max_gap_ms": X, "converge_s": Y}, ...}}`. The durations are a report, not a pass rule.
+Root, inside the IPVS VM (`hack/disruption.sh` boots it). The cluster, its traffic and what is
+measured: `disruption_harness`. The scenarios, by what they fault: `disruption_restarts`
+(the daemon restarted, killed or down, and watch faults). They run in the order given, in one
+cluster; a table, then last one JSON line: `{"scenarios": {"<name>": {"interrupted": N,
+"failed_new": N, "udp_lost": N, "max_gap_ms": X, "converge_s": Y}, ...}}`.
 """
 
 from __future__ import annotations
@@ -50,325 +15,15 @@ import argparse
 import asyncio
 import json
 import random
-import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from functools import partial
 
-from ipvsd.testing.cluster import NamespaceCluster, ipvs_rules, namespace_cluster
-from ipvsd.testing.cluster_net import OUTSIDE, PodNet, node_specs
-from ipvsd.testing.cluster_scenarios import parse_rules
-from ipvsd.testing.cluster_workload import EchoApp, start_client
-from ipvsd.testing.traffic import Flow, FlowResult, Generator, serve_argv
+from ipvsd.testing import disruption_restarts
+from ipvsd.testing.disruption_harness import STEADY_S, Row, Scenario, running_cluster
 
-ZONES = ("zone-a", "zone-a", "zone-b")
-CLIENT_NODE, REMOTE_NODE, SPARE_NODE = "node-1", "node-2", "node-3"
-TCP_PORT, UDP_PORT = 7000, 7001
-STEADY_S = 6.0  # default seconds of traffic before a fault, and after convergence
-CONVERGE_WITHIN = 120.0
-# No reply within this long is a failure. Generous because the VM is emulated and shares two
-# host cores: its processes stall for seconds when the host is busy (max_gap_ms shows it).
-REPLY_TIMEOUT_S = 5.0
-FLUSHED = (CLIENT_NODE, REMOTE_NODE)  # the negative control's nodes
-
-SERVICES: list[dict[str, Any]] = [
-    {"apiVersion": "v1", "kind": "Service",
-     "metadata": {"name": "echo", "namespace": "default"},
-     "spec": {"type": "NodePort", "selector": {"app": "echo"},
-              "externalTrafficPolicy": "Cluster",
-              "ports": [{"name": "tcp", "port": 80, "targetPort": TCP_PORT, "protocol": "TCP"},
-                        {"name": "udp", "port": 81, "targetPort": UDP_PORT, "protocol": "UDP"}]}},
-    {"apiVersion": "v1", "kind": "Service",
-     "metadata": {"name": "echo-local", "namespace": "default"},
-     "spec": {"type": "NodePort", "selector": {"app": "echo"},
-              "externalTrafficPolicy": "Local",
-              "ports": [{"name": "tcp", "port": 80, "targetPort": TCP_PORT, "protocol": "TCP"}]}},
-]  # fmt: skip
-
-
-@dataclass
-class Row:
-    """One scenario's figures (the JSON keys) and what else it observed (`notes`)."""
-
-    scenario: str
-    interrupted: int = 0
-    failed_new: int = 0
-    udp_lost: int = 0
-    max_gap_ms: float = 0.0
-    converge_s: float | None = None
-    notes: list[str] = field(default_factory=list)
-
-    def figures(self) -> dict[str, Any]:
-        return {
-            "interrupted": self.interrupted,
-            "failed_new": self.failed_new,
-            "udp_lost": self.udp_lost,
-            "max_gap_ms": round(self.max_gap_ms, 1),
-            "converge_s": None if self.converge_s is None else round(self.converge_s, 2),
-        }
-
-
-@dataclass
-class Harness:
-    """The running cluster, its workload and the scenarios' shared steps."""
-
-    cluster: NamespaceCluster
-    app: EchoApp
-    client: PodNet
-    rng: random.Random
-    say: Callable[[str], None]
-    steady: float = STEADY_S  # seconds of traffic before a fault, and after convergence
-
-    # --- the API's view and the kernel's --------------------------------------------------------
-
-    def service(self, name: str) -> dict[str, Any]:
-        return self.cluster.server.store.get("services", name)
-
-    def node_port(self, service: str, port_name: str = "tcp") -> int:
-        ports = self.service(service)["spec"]["ports"]
-        return int(next(p["nodePort"] for p in ports if p["name"] == port_name))
-
-    def expected(self) -> dict[str, dict[str, set[str]]]:
-        """Per node, per virtual server ("ip:port"), the real servers that must take new
-        connections (weight > 0), from the API's Services and the pods' readiness."""
-        ready = [p for p in self.app.pods if p.name not in self.app.not_ready]
-        tables: dict[str, dict[str, set[str]]] = {}
-        for node in self.cluster.net.nodes:
-            table: dict[str, set[str]] = {}
-            for document in SERVICES:
-                spec = self.service(document["metadata"]["name"])["spec"]
-                local = spec.get("externalTrafficPolicy") == "Local"
-                for port in spec["ports"]:
-                    every = {f"{p.address}:{port['targetPort']}" for p in ready}
-                    here = {f"{p.address}:{port['targetPort']}" for p in ready if p.node == node}
-                    table[f"{spec['clusterIP']}:{port['port']}"] = every
-                    table[f"{node.address}:{port['nodePort']}"] = here if local else every
-            tables[node.name] = table
-        return tables
-
-    async def kernel_matches_api(self) -> bool:
-        for node, wanted in self.expected().items():
-            rules = parse_rules(await ipvs_rules(node))
-            for server, active in wanted.items():
-                found = rules.get(server)
-                if found is None:
-                    if active:
-                        return False
-                    continue
-                if {real for real, weight in found.weights.items() if weight > 0} != active:
-                    return False
-        return True
-
-    async def converge(self, since: float, nodes: list[str]) -> float | None:
-        """Seconds from `since` until `nodes`' daemons are healthy and every table matches the
-        API; None if not within CONVERGE_WITHIN."""
-        proxies = self.cluster.proxies
-        try:
-            await proxies.wait_ready(CONVERGE_WITHIN, nodes=nodes)
-        except RuntimeError as error:
-            self.say(f"  not healthy: {error}")
-            return None
-        while not await self.kernel_matches_api():
-            if time.monotonic() - since > CONVERGE_WITHIN:
-                return None
-            await asyncio.sleep(0.2)
-        return time.monotonic() - since
-
-    # --- traffic --------------------------------------------------------------------------------
-
-    def flows(self) -> tuple[list[Flow], list[Flow]]:
-        """(from the client pod, from outside)."""
-        vip = self.service("echo")["spec"]["clusterIP"]
-        nodes = {n.name: n.address for n in self.cluster.net.nodes}
-        cluster_port = f"{nodes[CLIENT_NODE]}:{self.node_port('echo')}"
-        local_port = f"{nodes[REMOTE_NODE]}:{self.node_port('echo-local')}"
-        timeout = REPLY_TIMEOUT_S
-        inside = [
-            Flow("clusterip-long", "long", f"{vip}:80", count=4, interval=0.2, timeout=timeout),
-            Flow("clusterip-new", "new", f"{vip}:80", interval=0.2, timeout=timeout),
-            Flow("clusterip-udp", "udp", f"{vip}:81", count=2, interval=0.2, timeout=timeout,
-                 source_port=40000),
-        ]  # fmt: skip
-        outside = [
-            Flow("nodeport-cluster-long", "long", cluster_port, count=2, interval=0.2,
-                 timeout=timeout),
-            Flow("nodeport-cluster-new", "new", cluster_port, interval=0.5, timeout=timeout),
-            Flow("nodeport-local-long", "long", local_port, count=2, interval=0.2,
-                 timeout=timeout),
-            Flow("nodeport-local-new", "new", local_port, interval=0.5, timeout=timeout),
-        ]  # fmt: skip
-        return inside, outside
-
-    async def with_traffic(
-        self, name: str, fault: Callable[[], Awaitable[tuple[float, list[str]]]]
-    ) -> tuple[Row, list[FlowResult]]:
-        """Run `fault` with traffic flowing; it returns (when it ended, the restarted nodes)."""
-        self.say(f"== {name}")
-        inside, outside = self.flows()
-        log = self.cluster.scratch / "traffic.log"
-        generators = [
-            await Generator.start(self.client.name, inside, log),
-            await Generator.start(OUTSIDE, outside, log),
-        ]
-        results: list[FlowResult] = []
-        row = Row(name)
-        try:
-            for generator in generators:
-                if not await generator.ready():
-                    row.notes.append("a flow had no first reply")
-            await asyncio.sleep(self.steady)
-            try:
-                ended, restarted = await fault()
-            except Exception as error:  # reported in the row; the next scenarios still run
-                row.notes.append(f"harness error: {error}")
-                self.say(f"  harness error: {error}")
-                ended, restarted = time.monotonic(), await self.recover()
-            row.converge_s = await self.converge(ended, restarted)
-            await asyncio.sleep(self.steady)
-            for generator in generators:
-                results += await generator.stop()
-        finally:
-            for generator in generators:
-                await generator.kill()
-        for result in results:
-            row.interrupted += result.interrupted
-            row.failed_new += result.failed_new
-            row.udp_lost += result.udp_lost
-            row.max_gap_ms = max(row.max_gap_ms, result.max_gap_ms)
-            errors = ", ".join(f"{k} {v}" for k, v in sorted(result.errors.items()))
-            backends = ", ".join(f"{k} {v}" for k, v in sorted(result.backends.items()))
-            self.say(f"  {result.name}: {result.replies} replies ({backends})"
-                     + (f"; errors: {errors}" if errors else ""))  # fmt: skip
-        self.say(f"  -> {json.dumps(row.figures())} {'; '.join(row.notes)}")
-        return row, results
-
-    # --- faults ---------------------------------------------------------------------------------
-
-    async def restart(self, node: str, sig: int, env: dict[str, str] | None = None) -> None:
-        code = await self.cluster.proxies.restart(node, sig, env)
-        self.say(f"  {node}: ipvsd ended ({code}) after {signal.Signals(sig).name}, restarted")
-
-    async def recover(self) -> list[str]:
-        """After a scenario failed half-way: let every held daemon go, start every daemon that
-        is not running; the nodes."""
-        for hold in self.cluster.scratch.glob("hold-*"):
-            hold.unlink(missing_ok=True)
-        nodes = [node.name for node in self.cluster.net.nodes]
-        for node in nodes:
-            if await self.cluster.proxies.exit_code(node) is not None:
-                await self.cluster.proxies.start_daemon(node)
-        return nodes
-
-    async def wait_hold(self, node: str, hold: Path, within: float = 300.0) -> str:
-        deadline = time.monotonic() + within
-        while not await asyncio.to_thread(hold.exists):
-            code = await self.cluster.proxies.exit_code(node)
-            if code is not None or time.monotonic() > deadline:
-                state = f"ipvsd exited ({code})" if code is not None else f"{within:.0f}s passed"
-                raise RuntimeError(f"hold point {hold.name} not reached, {state}:\n"
-                                   f"{self.cluster.proxies.tail(node)}")  # fmt: skip
-            await asyncio.sleep(0.1)
-        return (await asyncio.to_thread(hold.read_text)).strip()
-
-    async def baseline(self) -> tuple[float, list[str]]:
-        await asyncio.sleep(self.steady)
-        return time.monotonic(), []
-
-    async def negative_control(self) -> tuple[float, list[str]]:
-        flush = {"IPVSD_FAULT_FLUSH_ON_START": "1"}
-        for node in FLUSHED:
-            await self.restart(node, signal.SIGTERM, flush)
-        return time.monotonic(), list(FLUSHED)
-
-    async def as_built(self, nodes: tuple[str, ...]) -> None:
-        """Restart `nodes`' daemons without test switches (after the negative control)."""
-        for node in nodes:
-            await self.restart(node, signal.SIGTERM)
-        await self.cluster.proxies.wait_ready(CONVERGE_WITHIN, nodes=list(nodes))
-
-    async def kill9(self) -> tuple[float, list[str]]:
-        proxies = self.cluster.proxies
-        kills = 0
-        for node in (CLIENT_NODE, REMOTE_NODE):
-            hold = self.cluster.scratch / f"hold-{node}"
-            hold.unlink(missing_ok=True)
-            # 1. at a random moment of steady state; restarted to stop mid first full sync
-            await proxies.wait_ready(CONVERGE_WITHIN, nodes=[node])
-            await asyncio.sleep(self.rng.uniform(0.2, 3.0))
-            env = {"IPVSD_HOLD_AT": "dump:1", "IPVSD_HOLD_FILE": str(hold)}
-            await self.restart(node, signal.SIGKILL, env)
-            kills += 1
-            # 2. in the middle of that full sync, held at the adapter's dump step
-            where = await self.wait_hold(node, hold)
-            self.say(f"  {node}: held mid full sync ({where})")
-            await self.restart(node, signal.SIGKILL)
-            hold.unlink(missing_ok=True)
-            kills += 1
-            if kills < 5:
-                # 3. at a random moment of start-up, before its first sync
-                await asyncio.sleep(self.rng.uniform(0.0, 1.5))
-                await self.restart(node, signal.SIGKILL)
-                kills += 1
-        return time.monotonic(), [CLIENT_NODE, REMOTE_NODE]
-
-    async def rolling_restart(self) -> tuple[float, list[str]]:
-        order = [CLIENT_NODE, REMOTE_NODE, SPARE_NODE, CLIENT_NODE, REMOTE_NODE]
-        for node in order:
-            await self.restart(node, signal.SIGTERM)
-            await self.cluster.proxies.wait_ready(CONVERGE_WITHIN, nodes=[node])
-        return time.monotonic(), sorted(set(order))
-
-    async def ready_while_down(self) -> tuple[float, list[str]]:
-        proxies = self.cluster.proxies
-        code = await proxies.kill(CLIENT_NODE, signal.SIGTERM)
-        self.say(f"  {CLIENT_NODE}: ipvsd stopped ({code})")
-        pod = await asyncio.to_thread(self.app.add_pod, SPARE_NODE, ready=False, name="echo-new")
-        await asyncio.sleep(1.0)
-        await asyncio.to_thread(self.app.set_ready, pod.name, True)
-        self.say(f"  {pod.name} on {SPARE_NODE} became ready while {CLIENT_NODE}'s ipvsd was down")
-        await asyncio.sleep(2.0)
-        await proxies.start_daemon(CLIENT_NODE)
-        return time.monotonic(), [CLIENT_NODE]
-
-    async def watch_faults(self) -> tuple[float, list[str]]:
-        """Watch faults in a loop while a third pod's readiness flips: every change must reach
-        the kernel (convergence is measured after the last one) and nothing may break."""
-        server = self.cluster.server
-        pod = await asyncio.to_thread(self.app.add_pod, SPARE_NODE, ready=False, name="echo-churn")
-        faults: list[tuple[str, Callable[[], object]]] = [
-            ("watches dropped", lambda: server.drop_watches(mode="abort")),
-            ("history compacted, watches ended", lambda: (server.compact(),
-                                                          server.drop_watches(mode="end"))),
-            ("410 Gone on the next watches", lambda: server.faults.expire_next(3)),
-            ("429 with Retry-After 1", lambda: server.faults.fail_next(3, code=429)),
-        ]  # fmt: skip
-        for round_ in range(2 * len(faults)):
-            what, inject = faults[round_ % len(faults)]
-            inject()
-            await asyncio.to_thread(self.app.set_ready, pod.name, round_ % 2 == 0)
-            self.say(f"  {what}; {pod.name} ready: {round_ % 2 == 0}")
-            await asyncio.sleep(self.rng.uniform(1.0, 2.5))
-        await asyncio.to_thread(self.app.set_ready, pod.name, True)
-        return time.monotonic(), []
-
-    async def remove_churn(self) -> None:
-        """Take the watch-faults scenario's extra pod away again (outside its traffic window)."""
-        if any(p.name == "echo-churn" for p in self.app.pods):
-            await asyncio.to_thread(self.app.remove_pod, "echo-churn")
-            await self.converge(time.monotonic(), [])
-
-
-SCENARIOS: dict[str, Callable[[Harness], Callable[[], Awaitable[tuple[float, list[str]]]]]] = {
-    "baseline": lambda h: h.baseline,
-    "negative-control": lambda h: h.negative_control,
-    "kill9": lambda h: h.kill9,
-    "rolling-restart": lambda h: h.rolling_restart,
-    "watch-faults": lambda h: h.watch_faults,
-    "ready-while-down": lambda h: h.ready_while_down,
-}
+SCENARIOS: dict[str, Scenario] = {**disruption_restarts.SCENARIOS}
 
 
 async def run(
@@ -382,42 +37,16 @@ async def run(
     unknown = [name for name in scenarios if name not in SCENARIOS]
     if unknown:
         raise ValueError(f"unknown scenarios: {', '.join(unknown)}")
-    started = time.monotonic()
-    async with namespace_cluster(node_specs(ZONES)) as cluster:
-        net, store = cluster.net, cluster.server.store
-        log = cluster.scratch / "pods.log"
-        app = EchoApp(
-            store, net, port=TCP_PORT, image="ipvsd-traffic",
-            ports=(("tcp", "TCP", TCP_PORT), ("udp", "UDP", UDP_PORT)),
-            serve=lambda pod: net.serve_process(
-                pod, serve_argv(pod.name, TCP_PORT, UDP_PORT), log, listening=TCP_PORT
-            ),
-            also_for=("echo-local",),
-        )  # fmt: skip
-        await asyncio.to_thread(app.rollout, [CLIENT_NODE, REMOTE_NODE])
-        client = await asyncio.to_thread(start_client, store, net, CLIENT_NODE)
-        for document in SERVICES:
-            store.create(document)
-        harness = Harness(cluster, app, client, random.Random(seed), say, steady)
-        await cluster.proxies.wait_ready()  # the first start includes the imports
-        converged = await harness.converge(time.monotonic(), [n.name for n in net.nodes])
-        if converged is None:
-            raise RuntimeError(f"the cluster never converged:\n{cluster.proxies.tails()}")
-        say(f"cluster up in {time.monotonic() - started:.1f}s (seed {seed})")
+    async with running_cluster(seed=seed, say=say, steady=steady) as harness:
         rows = []
         for name in scenarios:
-            row, results = await harness.with_traffic(name, SCENARIOS[name](harness))
-            if name == "ready-while-down":
-                served = sum(r.backends.get("echo-new", 0) for r in results if r.kind == "new")
-                row.notes.append(f"the pod that became ready while down took {served} new "
-                                 f"connections after the restart")  # fmt: skip
-            if name == "negative-control":  # out of the traffic window: not part of the figures
-                await harness.as_built(FLUSHED)
-            if name == "watch-faults":
-                await harness.remove_churn()
+            scenario = SCENARIOS[name]
+            row, results = await harness.with_traffic(name, partial(scenario.fault, harness))
+            if scenario.after is not None:
+                await scenario.after(harness, row, results)
             rows.append(row)
             if row.converge_s is None:
-                say(cluster.proxies.tails())
+                say(harness.cluster.proxies.tails())
         return rows
 
 
