@@ -223,3 +223,60 @@ async def test_state_file_carries_objects_and_token_to_a_new_server(tmp_path: Pa
         assert events[0]["object"]["code"] == 410  # history starts afresh
         _, listed = await client.get(SERVICES)
         assert int(listed["metadata"]["resourceVersion"]) == version
+
+
+async def test_paced_lists_come_a_page_at_a_time_after_a_delay(server: ApiServer, api: Api) -> None:
+    """A slow API (the disruption harness's partial-list fault): a paged list gets one item
+    per response whatever `limit` asked, each after the delay, and the pacing records it."""
+    server.store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "paced"}})
+    for name in ("paced-a", "paced-b", "paced-c"):
+        server.store.create(service(name, "paced"))
+    path = "/api/v1/namespaces/paced/services"
+    pacing = server.faults.pace_lists(0.2, path_prefix=path)
+    started = time.monotonic()
+    names, token = [], None
+    while True:
+        params = {"limit": 500, **({"continue": token} if token else {})}
+        status, page = await api.get(path, **params)
+        assert status == 200
+        assert len(page["items"]) <= 1
+        names += [item["metadata"]["name"] for item in page["items"]]
+        token = page["metadata"].get("continue")
+        if not token:
+            break
+    assert names == ["paced-a", "paced-b", "paced-c"]
+    assert time.monotonic() - started >= 3 * 0.2
+    assert [(mode, pages) for _, mode, pages, _ in pacing.done] == [("list", 3)]
+    started = time.monotonic()
+    status, _ = await api.get(SERVICES)  # outside the prefix: not paced
+    assert status == 200
+    assert time.monotonic() - started < 0.2
+
+
+async def test_paced_streaming_lists_send_their_initial_events_slowly(
+    server: ApiServer, api: Api
+) -> None:
+    """A streaming list (sendInitialEvents) under a paced prefix: each initial event, and the
+    bookmark that ends them, arrives only after the delay; the live watch after it is not
+    slowed."""
+    server.store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "streamed"}})
+    for name in ("streamed-a", "streamed-b"):
+        server.store.create(service(name, "streamed"))
+    path = "/api/v1/namespaces/streamed/services"
+    pacing = server.faults.pace_lists(0.3, path_prefix=path)
+    params = {"sendInitialEvents": True, "resourceVersionMatch": "NotOlderThan",
+              "resourceVersion": "", "allowWatchBookmarks": True}  # fmt: skip
+    started = time.monotonic()
+    arrived = []
+    async with api.stream(path, **params) as response:
+        for _ in range(3):
+            event = await next_event(response)
+            arrived.append((event["type"], round(time.monotonic() - started, 2)))
+        assert [kind for kind, _ in arrived] == ["ADDED", "ADDED", "BOOKMARK"]
+        assert [at >= 0.3 * (i + 1) for i, (_, at) in enumerate(arrived)] == [True] * 3
+        server.store.create(service("streamed-c", "streamed"))
+        changed = time.monotonic()
+        event = await next_event(response)
+        assert event["type"] == "ADDED"
+        assert time.monotonic() - changed < 0.3
+    assert [(mode, pages) for _, mode, pages, _ in pacing.done] == [("stream", 2)]

@@ -2,14 +2,17 @@
 
 The request-level faults live here as state the middleware consults: answer the next N
 requests (optionally only those under a path prefix, or of one method) with 500 or 429 (with
-Retry-After), delay responses, and answer the next watch or list-from-a-resource-version with
-410 Gone. Faults that act on the server itself (dropping open watches, compacting the
-history, restarting) are `ApiServer` methods. Nothing is injected unless a test asks.
+Retry-After), delay responses, answer the next watch or list-from-a-resource-version with 410
+Gone, and pace lists (`pace_lists`: a slow API answering a list page by page, whether the
+client pages with `limit`/`continue` or streams it as a watch with `sendInitialEvents`).
+Faults that act on the server itself (dropping open watches, compacting the history,
+restarting) are `ApiServer` methods. Nothing is injected unless a test asks.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ipvsd.testing.apiserver import errors as api
@@ -39,6 +42,33 @@ class FailRule:
         return ApiError(self.code, "InternalError", f"injected fault ({self.code})")
 
 
+@dataclass
+class ListPacing:
+    """Lists under `path_prefix` answered `page_size` objects at a time, `seconds` before each
+    page: a paged list gets at most `page_size` items per response (the API may return fewer
+    than `limit`, with a continue token) after `seconds`; a streaming list (a watch with
+    `sendInitialEvents=true`) writes its initial events in groups of `page_size`, `seconds`
+    before each group and before the bookmark that ends them. `done` records each paced list
+    as it ends: (path, "list" or "stream", pages, seconds it took)."""
+
+    seconds: float
+    page_size: int
+    path_prefix: str
+    done: list[tuple[str, str, int, float]] = field(default_factory=list)
+    _paging: dict[str, tuple[float, int]] = field(default_factory=dict)  # by continue token
+
+    def paged(self, path: str, token_in: str | None, token_out: str | None, at: float) -> None:
+        """One page of a paged list served (it was asked for at `at`)."""
+        started, pages = self._paging.pop(token_in, (at, 0)) if token_in else (at, 0)
+        if token_out:
+            self._paging[token_out] = (started, pages + 1)
+        else:
+            self.record(path, "list", pages + 1, started)
+
+    def record(self, path: str, mode: str, pages: int, started: float) -> None:
+        self.done.append((path, mode, pages, round(time.monotonic() - started, 2)))
+
+
 class Faults:
     """The request-level faults currently armed; all off by default."""
 
@@ -47,6 +77,7 @@ class Faults:
         self.delay_seconds = 0.0
         self.delay_path_prefix: str | None = None
         self.expire_remaining = 0
+        self.pacing: ListPacing | None = None
 
     def fail_next(
         self,
@@ -71,11 +102,26 @@ class Faults:
         """Answer the next `count` watches or lists from a resource version with 410 Gone."""
         self.expire_remaining += count
 
+    def pace_lists(self, seconds: float, *, page_size: int = 1, path_prefix: str) -> ListPacing:
+        """Answer lists under `path_prefix` slowly, page by page (`ListPacing`); the pacing,
+        whose `done` tells what was paced. `clear()` turns it off."""
+        if seconds < 0 or page_size < 1:
+            raise ValueError("seconds must not be negative and page_size must be positive")
+        self.pacing = ListPacing(seconds, page_size, path_prefix)
+        return self.pacing
+
+    def pacing_for(self, path: str) -> ListPacing | None:
+        pacing = self.pacing
+        if pacing is None or not path.startswith(pacing.path_prefix):
+            return None
+        return pacing
+
     def clear(self) -> None:
         self.rules.clear()
         self.delay_seconds = 0.0
         self.delay_path_prefix = None
         self.expire_remaining = 0
+        self.pacing = None
 
     def failure_for(self, method: str, path: str) -> ApiError | None:
         """The injected error for this request, if a rule matches (consuming one use of it)."""
@@ -105,7 +151,11 @@ class Faults:
             "delayMilliseconds": self.delay_seconds * 1000,
             "delayPathPrefix": self.delay_path_prefix,
             "expireNext": self.expire_remaining,
-        }
+            "paceLists": None if self.pacing is None else {
+                "seconds": self.pacing.seconds, "pageSize": self.pacing.page_size,
+                "pathPrefix": self.pacing.path_prefix,
+            },
+        }  # fmt: skip
 
 
 def forced_expiry(version: int | None) -> ApiError:

@@ -9,6 +9,8 @@ streamed in ~1 MiB writes, so a 20 MB list costs a join, not a serialization.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -248,15 +250,23 @@ class ResourceHandler:
         forced = self._expired_by_fault(request)
         if forced is not None:
             raise forced
+        limit = parse_int(query, "limit")
+        pacing = self.faults.pacing_for(request.path)
+        if pacing is not None:  # a slow API: at most a page of items, after a while
+            limit = min(limit or pacing.page_size, pacing.page_size)
+            started = time.monotonic()
+            await asyncio.sleep(pacing.seconds)
         page = list_page(
             self.store.storage,
             target.resource,
             selected,
             version=query.get("resourceVersion"),
             match=query.get("resourceVersionMatch"),
-            limit=parse_int(query, "limit"),
+            limit=limit,
             continue_token=query.get("continue"),
         )
+        if pacing is not None:
+            pacing.paged(request.path, query.get("continue"), page.continue_token, started)
         metadata: dict[str, Any] = {"resourceVersion": str(page.resource_version)}
         if page.continue_token:
             metadata["continue"] = page.continue_token
@@ -313,6 +323,7 @@ class ResourceHandler:
             settings=settings,
             render=self._renderer(request, target.resource),
             as_type=_metadata_type(request),
+            pacing=self.faults.pacing_for(request.path),
         )
 
     def _get(self, request: web.Request, target: Target) -> web.Response:

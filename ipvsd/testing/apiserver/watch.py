@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ import orjson
 from aiohttp import web
 
 from ipvsd.testing.apiserver.errors import ApiError
+from ipvsd.testing.apiserver.faults import ListPacing
 from ipvsd.testing.apiserver.reads import INITIAL_EVENTS_END, WatchStart, visible
 from ipvsd.testing.apiserver.resources import ResourceType
 from ipvsd.testing.apiserver.selectors import Filter
@@ -74,6 +76,21 @@ async def _write_all(response: web.StreamResponse, lines: list[bytes]) -> None:
             batch, size = [], 0
     if batch:
         await response.write(b"".join(batch))
+
+
+async def _write_paced(
+    response: web.StreamResponse, lines: list[bytes], pacing: ListPacing, path: str
+) -> None:
+    """A streaming list's initial events `pacing.page_size` at a time, `pacing.seconds` before
+    each group and before the closing bookmark (the last line), each group flushed as written:
+    the client sees the list arrive slowly, as from an overloaded API server."""
+    started = time.monotonic()
+    events, end = lines[:-1], lines[-1:]
+    groups = [events[i : i + pacing.page_size] for i in range(0, len(events), pacing.page_size)]
+    for group in [*groups, end]:
+        await asyncio.sleep(pacing.seconds)
+        await response.write(b"".join(group))
+    pacing.record(path, "stream", len(groups), started)
 
 
 async def start_stream(request: web.Request) -> web.StreamResponse:
@@ -131,14 +148,20 @@ async def serve_watch(
     settings: WatchSettings,
     render: Render,
     as_type: TypeName | None = None,
+    pacing: ListPacing | None = None,
 ) -> web.StreamResponse:
-    """Stream `start`'s opening events, then live events and bookmarks until the watch ends."""
+    """Stream `start`'s opening events, then live events and bookmarks until the watch ends.
+    With `pacing` (an injected fault), a streaming list's opening events go out slowly."""
     subscription = start.subscription
     assert subscription is not None
     loop = asyncio.get_running_loop()
     try:
         response = await start_stream(request)
-        await _write_all(response, _opening_lines(resource, start, selected, render, as_type))
+        opening = _opening_lines(resource, start, selected, render, as_type)
+        if pacing is not None and start.initial_events_end is not None:
+            await _write_paced(response, opening, pacing, request.path)
+        else:
+            await _write_all(response, opening)
         deadline = loop.time() + settings.timeout
         interval = settings.bookmark_interval
         next_bookmark = loop.time() + interval if interval else math.inf
