@@ -25,6 +25,7 @@ import aiohttp
 import orjson
 
 from ipvsd.kube.auth import Credentials, CredentialsError
+from ipvsd.kube.reachability import DEFAULT_INTERVAL, Reachability
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +79,17 @@ class ApiClient:
         request_timeout: float = 60.0,
         max_line: int = DEFAULT_MAX_LINE,
         clock: Clock = time.perf_counter,
+        probe_interval: float = DEFAULT_INTERVAL,
     ) -> None:
+        """`probe_interval`: seconds between reachability probes while a watch waits to retry
+        after the server did not answer (`reachability`)."""
         self._credentials = credentials
         self._connect_timeout = connect_timeout
         self._request_timeout = request_timeout
         self._max_line = max_line
         self._clock = clock
         self._session: aiohttp.ClientSession | None = None
+        self.reachability = Reachability(self.answers, interval=probe_interval)
 
     async def __aenter__(self) -> ApiClient:
         return self
@@ -93,6 +98,7 @@ class ApiClient:
         await self.close()
 
     async def close(self) -> None:
+        await self.reachability.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -107,6 +113,18 @@ class ApiClient:
         """GET `path` and decode the JSON object it answers (`accept`: another Accept header,
         e.g. a metadata-only view)."""
         return await self._json_object(path, params, accept=accept)
+
+    async def answers(self) -> bool:
+        """Whether the server answers `GET /readyz` (public to every client, a few bytes)
+        within the probe interval with anything but a 5xx: the reachability probe."""
+        limit = self.reachability.interval
+        timeout = aiohttp.ClientTimeout(total=limit, connect=limit, sock_read=limit)
+        try:
+            async with self._request("/readyz", {}, timeout) as response:
+                await response.read()
+                return response.status < 500
+        except (aiohttp.ClientError, TimeoutError, OSError, ApiUnreachable):
+            return False
 
     async def post_json(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST a JSON object (creating it) and decode what the server answers."""

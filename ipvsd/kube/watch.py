@@ -10,7 +10,8 @@ keeps the informer's re-list logic in one place.
 The loop owns the resourceVersion bookkeeping and every failure policy, the way client-go's
 reflector does: bookmarks advance the version; 410 Gone (as an HTTP status or as an ERROR
 event) means "take a fresh snapshot"; everything else (unreachable server, 5xx, 429) is retried
-from the last version after a jittered exponential backoff that honours Retry-After. It never
+from the last version after a jittered exponential backoff that honours Retry-After (cut short
+for an unreachable server once the client's reachability probe sees it answer again). It never
 gives up and never raises: a proxy must keep its last view of the cluster and keep trying.
 
 Nothing here interprets objects beyond `metadata.resourceVersion`.
@@ -221,7 +222,8 @@ class ResourceWatch:
                 retry_after = error.retry_after
                 failure = f"API error {error}"
             except ApiUnreachable as error:
-                failure = f"API unreachable: {error}"
+                await self._back_off(f"API unreachable: {error}", None, until_answered=True)
+                continue
             except _StreamingUnsupported as error:
                 if self._settings.mode is ListMode.AUTO:
                     self._fall_back_to_list(error)
@@ -383,10 +385,24 @@ class ResourceWatch:
         self._streaming = False
         self.resource_version = None
 
-    async def _back_off(self, failure: str, retry_after: float | None) -> None:
+    async def _back_off(
+        self, failure: str, retry_after: float | None, *, until_answered: bool = False
+    ) -> None:
+        """Wait before the next attempt. When the server did not answer (`until_answered`)
+        the wait ends early once the client's reachability probe sees it answer again
+        (`reachability`): after an outage the watch resumes within a probe interval instead
+        of sleeping out a backoff that has grown to 30-60 s."""
         delay = self._settings.backoff.delay(self._failures, self._random)
         if retry_after is not None:
             delay = retry_after
         self._failures += 1
-        log.warning("%s: %s; retrying in %.1f s", self.name, failure, delay)
-        await self._sleep(delay)
+        if not until_answered:
+            log.warning("%s: %s; retrying in %.1f s", self.name, failure, delay)
+            await self._sleep(delay)
+            return
+        log.warning(
+            "%s: %s; retrying in %.1f s, or once the API server answers again",
+            self.name, failure, delay,
+        )  # fmt: skip
+        if await self._client.reachability.wait(delay, self._sleep):
+            log.info("%s: the API server answers again; retrying now", self.name)
