@@ -18,6 +18,10 @@ import only the standard library (`python -m ipvsd.testing.traffic serve|generat
   - `udp`: `count` flows, each from a fixed source port (`source_port` + i), one datagram per
     `interval`; one unanswered within `timeout`, or answered by a backend the harness declared
     gone (`gone NAME` on stdin), is *lost*. Which backend answered is recorded.
+  `leaving NAME` on stdin says a backend is shutting down (its grace period ends): each `long`
+  connection to it closes at its next idle moment (no request outstanding) and reconnects, as
+  a client does when its server says it is closing (HTTP `Connection: close`); counted as
+  `left`, not as interrupted.
   Per flow it also reports the longest gap between two replies (over reconnects). It prints
   `{"ready": true}` once every long connection and UDP flow has had a reply (or after 20 s),
   and on `stop` (or end of stdin) waits for the replies still due, prints one JSON line with
@@ -75,6 +79,7 @@ class FlowResult:
     failed_new: int = 0
     udp_lost: int = 0
     udp_gone: int = 0  # of udp_lost: answered by a backend that was gone
+    left: int = 0  # long connections closed by the client as their backend was leaving
     max_gap_ms: float = 0.0
     backends: dict[str, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
@@ -266,10 +271,19 @@ class _TcpExchange:
         if self.state == "closed":
             self.gen.exchanges.discard(self)
         elif self.state == "idle":
-            if now >= self.next_send and not self.gen.stopping:
+            if self.repeat and self.backend in self.gen.leaving:
+                self.leave(now)
+            elif now >= self.next_send and not self.gen.stopping:
                 self.send(now)
         elif now > self.deadline:
             self.fail(now, f"timeout-{self.state}")
+
+    def leave(self, now: float) -> None:
+        """Close in order (nothing outstanding) because the backend is leaving; reconnect."""
+        self.stats.result.left += 1
+        self.close()
+        self.gen.exchanges.discard(self)
+        self.gen.reconnect_at.append((now + self.stats.flow.interval, self.stats))
 
     def fail(self, now: float, reason: str) -> None:
         result = self.stats.result
@@ -363,6 +377,7 @@ class _Generator:
         self.udp: list[_UdpFlow] = []
         self.reconnect_at: list[tuple[float, _Stats]] = []
         self.gone: set[str] = set()
+        self.leaving: set[str] = set()
         self.stopping = False
         self.counter = 0
         self.next_new: dict[int, float] = {}
@@ -443,6 +458,8 @@ class _Generator:
             words = line.decode().split()
             if words[:1] == ["gone"] and len(words) == 2:
                 self.gone.add(words[1])
+            elif words[:1] == ["leaving"] and len(words) == 2:
+                self.leaving.add(words[1])
             elif words[:1] == ["stop"]:
                 self.stopping = True
 
@@ -502,6 +519,10 @@ class Generator:
     async def gone(self, backend: str) -> None:
         """From now on, a UDP answer from `backend` counts as lost."""
         await self._send(f"gone {backend}")
+
+    async def leaving(self, backend: str) -> None:
+        """`backend` is shutting down: long connections to it close in order and reconnect."""
+        await self._send(f"leaving {backend}")
 
     async def stop(self, within: float = 60.0) -> list[FlowResult]:
         await self._send("stop")

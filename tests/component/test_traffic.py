@@ -90,3 +90,21 @@ async def test_a_server_that_goes_away_is_counted_everywhere(
     assert results["new"].failed_new > 0
     assert results["udp"].udp_gone > 0
     assert results["udp"].udp_lost > results["udp"].udp_gone  # and the unanswered ones
+
+
+@pytest.mark.timeout(60)
+async def test_a_leaving_backend_has_its_long_connections_closed_in_order(
+    server: tuple[subprocess.Popen[bytes], int, int], tmp_path: Path
+) -> None:
+    """`leaving` (a pod's grace period ends): each long connection to it closes between two
+    requests and reconnects, counted as left, never as interrupted."""
+    _, tcp, udp = server
+    await _wait_listening(tcp)
+    generator = await Generator.start(None, _flows(tcp, udp), tmp_path / "log")
+    assert await generator.ready()
+    await generator.leaving("pod-a")
+    await asyncio.sleep(0.5)
+    results = {r.name: r for r in await generator.stop()}
+    assert results["long"].left >= 2  # both, at least once (here they reconnect to it again)
+    for result in results.values():
+        assert (result.interrupted, result.failed_new, result.udp_lost) == (0, 0, 0), result
