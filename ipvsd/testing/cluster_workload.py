@@ -13,7 +13,9 @@ The same class plays any such Deployment: `ports` lists the pods' ports as (name
 port) for the EndpointSlice (default: one unnamed TCP `port`), `serve` starts a new pod's server
 (default: the demo's HTTP echo on a thread, `ClusterNet.serve`); `add_pod`, `set_ready` and
 `remove_pod` change one pod at a time, and `also_for` names more Services that select the same
-pods (each gets its own slice), as the disruption harness needs.
+pods (each gets its own slice), as the disruption harness needs. `terminate` starts a pod's
+grace period as the kubelet does after a delete: its endpoint stays in the slice as
+ready=false, serving=(its readiness), terminating=true until `remove_pod` ends the pod.
 
 These writes go through the emulator's store (the same validation and events as HTTP, no
 round trip); what a user would change (the Service) goes through the API.
@@ -87,6 +89,7 @@ class EchoApp:
     serve: Callable[[PodNet], None] | None = None  # default: the HTTP echo on a thread
     not_ready: set[str] = field(default_factory=set)  # pods whose endpoint is not ready
     also_for: tuple[str, ...] = ()  # more Services selecting the same pods
+    terminating: set[str] = field(default_factory=set)  # pods in their grace period
 
     def _start(self, name: str, node: str, labels: dict[str, str]) -> PodNet:
         pod = self.net.add_pod(name, node)
@@ -120,9 +123,17 @@ class EchoApp:
             self.not_ready.add(pod)
         self.write_slice()
 
+    def terminate(self, pod: str) -> None:
+        """The pod deleted with a grace period: it keeps running and its endpoint turns
+        terminating (not ready; serving while its probe passes); `remove_pod` ends it."""
+        self.terminating.add(pod)
+        self.write_slice()
+
     def remove_pod(self, pod: str) -> None:
         """Delete the pod: out of the slice first, then its server and namespace go."""
         self.pods = [p for p in self.pods if p.name != pod]
+        self.terminating.discard(pod)
+        self.not_ready.discard(pod)
         self.write_slice()
         self.net.remove_pod(pod)
         self.store.delete("pods", pod)
@@ -158,10 +169,16 @@ class EchoApp:
         slice_name = f"{service}-ep"
         endpoints = []
         for pod in self.pods:
-            ready = pod.name not in self.not_ready
+            serving = pod.name not in self.not_ready
+            terminating = pod.name in self.terminating
+            conditions = {
+                "ready": serving and not terminating,
+                "serving": serving,
+                "terminating": terminating,
+            }
             endpoint: dict[str, Any] = {
                 "addresses": [pod.address],
-                "conditions": {"ready": ready, "serving": ready, "terminating": False},
+                "conditions": conditions,
                 "nodeName": pod.node.name,
                 "targetRef": {"kind": "Pod", "namespace": "default", "name": pod.name},
             }

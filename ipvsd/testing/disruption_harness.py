@@ -99,6 +99,7 @@ class Harness:
     rng: random.Random
     say: Callable[[str], None]
     steady: float = STEADY_S  # seconds of traffic before a fault, and after convergence
+    generators: list[Generator] = field(default_factory=list)  # while traffic flows
 
     # --- the API's view and the kernel's --------------------------------------------------------
 
@@ -111,8 +112,10 @@ class Harness:
 
     def expected(self) -> dict[str, dict[str, set[str]]]:
         """Per node, per virtual server ("ip:port"), the real servers that must take new
-        connections (weight > 0), from the API's Services and the pods' readiness."""
-        ready = [p for p in self.app.pods if p.name not in self.app.not_ready]
+        connections (weight > 0), from the API's Services and the pods' readiness (a
+        terminating pod takes none: the scenarios keep a ready pod beside it on its node)."""
+        app = self.app
+        ready = [p for p in app.pods if p.name not in app.not_ready | app.terminating]
         tables: dict[str, dict[str, set[str]]] = {}
         for node in self.cluster.net.nodes:
             table: dict[str, set[str]] = {}
@@ -187,7 +190,7 @@ class Harness:
         self.say(f"== {name}")
         inside, outside = self.flows()
         log = self.cluster.scratch / "traffic.log"
-        generators = [
+        generators = self.generators = [
             await Generator.start(self.client.name, inside, log),
             await Generator.start(OUTSIDE, outside, log),
         ]
@@ -209,6 +212,7 @@ class Harness:
             for generator in generators:
                 results += await generator.stop()
         finally:
+            self.generators = []
             for generator in generators:
                 await generator.kill()
         for result in results:
