@@ -32,6 +32,7 @@ from typing import Any, Protocol, TypeVar
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from ipvsd.dataplane.faults import INJECTED_ERRNO, kernel_faults
 from ipvsd.dataplane.genl import (
     NETLINK_ROUTE,
     NLM_F_CREATE,
@@ -225,10 +226,21 @@ class RtnlAddresses:
             kind, flags, ignore = RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, errno.EEXIST
         else:
             kind, flags, ignore = RTM_DELADDR, 0, errno.EADDRNOTAVAIL
-        codes = self._netlink().send_batch(kind, bodies, flags)
+        codes = self._send(verb, kind, bodies, flags)
         error = failure_report(verb, self.device, addresses, codes, ignore)
         if error is not None:
             raise error
+
+    def _send(self, verb: str, kind: int, bodies: list[bytes], flags: int) -> list[int]:
+        """Each request's errno (0: done); those the test-only kernel fault switch fails
+        (`faults.KernelFaults`) are not sent and answer ENOMEM."""
+        faults = kernel_faults()
+        if not faults.active:
+            return list(self._netlink().send_batch(kind, bodies, flags))
+        failing = [faults.fails(f"{verb} an address") for _ in bodies]
+        sent = [body for body, fail in zip(bodies, failing, strict=True) if not fail]
+        answers = iter(self._netlink().send_batch(kind, sent, flags) if sent else [])
+        return [INJECTED_ERRNO if fail else next(answers) for fail in failing]
 
     async def host_addresses(self) -> list[tuple[IPAddress, str]]:
         def read() -> list[tuple[IPAddress, str]]:

@@ -15,6 +15,12 @@ per adapter call.
   reaches that call it writes `IPVSD_HOLD_FILE` (`<pid> <step>:<n>`) and blocks its netlink
   worker (the event loop keeps running, the sync waits) until that file is removed, or for at
   most `IPVSD_HOLD_SECONDS` (default 60). The harness SIGKILLs the daemon there: mid full sync.
+- `IPVSD_FAULT_KERNEL_RATE=<fraction>` (with `IPVSD_FAULT_KERNEL_SEED=<n>`, default 1, for a
+  reproducible sequence): that fraction of kernel operations fails as if the kernel refused
+  them, and is not sent: each IPVS operation of a batch (ENOMEM), each IPVS dump (whole table
+  or one virtual server), each address bound or unbound on the dummy device (ENOMEM), each
+  nftables transaction (nft's error). The disruption harness's `kernel-faults` scenario runs
+  the daemons with 0.1: they must converge, not crash, and retry.
 - `IPVSD_FAULT_NFT_REFUSE=<address>`: every nftables table or element change that holds this
   VIP gets one more element, for a set that does not exist, so nft refuses the whole
   transaction, as it would refuse an element the kernel rejects. The failure-isolation tests
@@ -23,7 +29,12 @@ per adapter call.
 
 from __future__ import annotations
 
+import errno
+import functools
+import logging
 import os
+import random
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +42,10 @@ from ipaddress import ip_address
 from pathlib import Path
 
 from ipvsd.model.ipvs import IPAddress
+
+log = logging.getLogger(__name__)
+
+INJECTED_ERRNO = errno.ENOMEM  # what a kernel short of memory answers any of these requests
 
 
 @dataclass(slots=True)
@@ -84,3 +99,42 @@ class NftFaults:
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> NftFaults:
         text = environ.get("IPVSD_FAULT_NFT_REFUSE", "").strip()
         return cls(refuse=ip_address(text) if text else None)
+
+
+class KernelFaults:
+    """`IPVSD_FAULT_KERNEL_RATE` (see the module docstring): one seeded sequence per process,
+    shared by the IPVS, address and nftables adapters (`kernel_faults()`); inert at rate 0."""
+
+    def __init__(self, rate: float = 0.0, seed: int = 1) -> None:
+        self.rate = rate
+        self.injected = 0
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()  # the adapters call from their own worker threads
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> KernelFaults:
+        rate = float(environ.get("IPVSD_FAULT_KERNEL_RATE", "0") or "0")
+        seed = int(environ.get("IPVSD_FAULT_KERNEL_SEED", "1") or "1")
+        return cls(min(max(rate, 0.0), 1.0), seed)
+
+    @property
+    def active(self) -> bool:
+        return self.rate > 0.0
+
+    def fails(self, what: str) -> bool:
+        """Whether this operation fails (drawn from the seeded sequence); logged when it does."""
+        if not self.active:
+            return False
+        with self._lock:
+            failed = self._random.random() < self.rate
+            if failed:
+                self.injected += 1
+        if failed:
+            log.warning("injected kernel fault (IPVSD_FAULT_KERNEL_RATE): %s", what)
+        return failed
+
+
+@functools.cache
+def kernel_faults() -> KernelFaults:
+    """The process's kernel fault switch, read from the environment once."""
+    return KernelFaults.from_environment()

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from ipvsd.dataplane import ipvs_wire as wire
 from ipvsd.dataplane.errors import IpvsError, IpvsUnavailable, error_for, error_from_code
-from ipvsd.dataplane.faults import IpvsFaults
+from ipvsd.dataplane.faults import INJECTED_ERRNO, IpvsFaults, kernel_faults
 from ipvsd.dataplane.genl import Chunk, GenlSocket, NetlinkError, pack_chunks
 from ipvsd.dataplane.ipvs import BatchResult
 from ipvsd.dataplane.ipvs_layout import DestDecoder
@@ -49,6 +49,7 @@ class NetlinkIpvs:
         self._encoder_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ipvs-encode")
         self._closed = False
         self._faults = IpvsFaults.from_environment()  # test-only switches (`faults`)
+        self._kernel_faults = kernel_faults()
 
     @classmethod
     async def open(cls) -> NetlinkIpvs:
@@ -112,7 +113,13 @@ class NetlinkIpvs:
 
     # --- synchronous core (also used directly by the benchmark) ----------------------------
 
+    def _injected(self, what: str) -> None:
+        """Fail here if the test-only kernel fault switch says so (`faults.KernelFaults`)."""
+        if self._kernel_faults.fails(what):
+            raise error_from_code(INJECTED_ERRNO, f"{what} (injected fault)")
+
     def dump_sync(self) -> list[ObservedVirtualServer]:
+        self._injected("IPVS dump")
         services = [
             wire.decode_service(reply)
             for reply in self._sock.request(self._family, wire.encode_dump_services(), dump=True)
@@ -122,6 +129,7 @@ class NetlinkIpvs:
         return result
 
     def dump_service_sync(self, key: ServiceKey) -> ObservedVirtualServer | None:
+        self._injected(f"IPVS get service {key}")
         try:
             (reply,) = self._sock.request(self._family, wire.encode_get_service(key))
         except NetlinkError as exc:
@@ -141,6 +149,22 @@ class NetlinkIpvs:
         return wire.observed(server, stats, dests)
 
     def apply_sync(self, operations: Sequence[Operation]) -> BatchResult:
+        """`operations` sent (`_send_sync`), except those the test-only kernel fault switch
+        fails (`faults.KernelFaults`): those are not sent and answer ENOMEM."""
+        ops = tuple(operations)
+        faults = self._kernel_faults
+        if not faults.active:
+            return self._send_sync(ops)
+        failing = [faults.fails(f"IPVS {type(op).__name__}") for op in ops]
+        sent = self._send_sync(tuple(op for op, fail in zip(ops, failing, strict=True) if not fail))
+        answers = iter(sent.errors)
+        errors = [
+            error_for(op, INJECTED_ERRNO) if fail else next(answers)
+            for op, fail in zip(ops, failing, strict=True)
+        ]
+        return BatchResult(ops, tuple(errors))
+
+    def _send_sync(self, operations: Sequence[Operation]) -> BatchResult:
         """Encode and send `operations`, overlapping the two for large batches.
 
         While the kernel works through one slice (inside `sendmsg`, with the GIL released),

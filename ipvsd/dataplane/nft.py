@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
-from ipvsd.dataplane.faults import NftFaults
+from ipvsd.dataplane.faults import KernelFaults, NftFaults, kernel_faults
 from ipvsd.model.firewall import Firewall, FirewallChanges, FirewallConfig
 from ipvsd.model.ipvs import IPAddress, Protocol
 from ipvsd.model.service import IPNetwork
@@ -293,17 +293,36 @@ class NftFirewall:
     `refuse` is a test-only fault switch (`faults.NftFaults`): a table or change holding that
     VIP gets one more element for a set that does not exist, so nft really refuses it."""
 
-    def __init__(self, *, refuse: IPAddress | None = None) -> None:
+    def __init__(
+        self, *, refuse: IPAddress | None = None, faults: KernelFaults | None = None
+    ) -> None:
         self._applied: Firewall | None = None
         self._refuse = refuse if refuse is not None else NftFaults.from_environment().refuse
+        self._kernel_faults = faults if faults is not None else kernel_faults()
+
+    def _injected(self, what: str) -> None:
+        """Fail here if the test-only kernel fault switch says so (`faults.KernelFaults`)."""
+        if self._kernel_faults.fails(what):
+            raise NftError(f"nft failed (injected fault): {what}")
 
     async def apply(self, firewall: Firewall) -> bool:
-        """Replace the table if `firewall` differs from the last one applied; True if it did."""
-        if firewall == self._applied:
+        """Replace the table if `firewall` differs from the last one applied, or if the table
+        is gone (deleted by hand: `nft delete table inet ipvsd`, `nft flush ruleset`); True if
+        it did. Only the table's presence is checked (`nft list tables inet`, a few bytes
+        whatever the table's size), not its contents."""
+        if firewall == self._applied and await self._present():
             return False
+        self._injected("table load")
         await run_nft(render(firewall) + self._fault(firewall))
         self._applied = firewall
         return True
+
+    async def _present(self) -> bool:
+        try:
+            listing = await run_nft("list tables inet\n")
+        except NftError:
+            return False
+        return f"table inet {TABLE}" in listing.splitlines()
 
     async def update(self, changes: FirewallChanges) -> None:
         """Add and delete set elements in one transaction. nft refuses the whole script if the
@@ -311,6 +330,7 @@ class NftFirewall:
         NftError, and the caller replaces the table with `apply`."""
         self._applied = None  # no longer known without rebuilding it: the next apply replaces
         if not changes.empty:
+            self._injected("element changes")
             await run_nft(render_changes(changes) + self._fault(changes.added))
 
     async def check(self, firewall: Firewall) -> str | None:
