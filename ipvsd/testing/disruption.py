@@ -4,7 +4,8 @@
 
 Root, inside the IPVS VM (`hack/disruption.sh` boots it). The cluster, its traffic and what is
 measured: `disruption_harness`. The scenarios, by what they fault: `disruption_restarts`
-(the daemon restarted, killed or down, and watch faults). They run in the order given, in one
+(the daemon restarted, killed or down, and watch faults), `disruption_workload` (pods
+draining, rolled, and a slow EndpointSlice list). They run in the order given, in one
 cluster; a table, then last one JSON line: `{"scenarios": {"<name>": {"interrupted": N,
 "failed_new": N, "udp_lost": N, "max_gap_ms": X, "converge_s": Y}, ...}}`.
 """
@@ -20,10 +21,13 @@ import time
 from collections.abc import Callable
 from functools import partial
 
-from ipvsd.testing import disruption_restarts
+from ipvsd.testing import disruption_restarts, disruption_workload
 from ipvsd.testing.disruption_harness import STEADY_S, Row, Scenario, running_cluster
 
-SCENARIOS: dict[str, Scenario] = {**disruption_restarts.SCENARIOS}
+SCENARIOS: dict[str, Scenario] = {
+    **disruption_restarts.SCENARIOS,
+    **disruption_workload.SCENARIOS,
+}
 
 
 async def run(
