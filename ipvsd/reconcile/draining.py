@@ -12,6 +12,19 @@ The clock forgets a real server as soon as a sync of its virtual server no longe
 (deleted, wanted again, or its virtual server gone), so an address that comes back and is
 removed later drains for the full bound again instead of being cut at once.
 
+Across a restart the clock starts again. The kernel keeps no drain start time (a real server
+has a weight and connection counts, no timestamps), an EndpointSlice's conditions carry no
+time either (the Pod's deletionTimestamp does, but ipvsd, like kube-proxy, does not watch
+Pods, and a pod whose grace ended is in no slice at all), and ipvsd writes no state of its own
+on the node. A restarted daemon finds the real server at weight 0 with connections at its
+first full sync, leaves it so, and starts its bound there: a drain ends at the earliest
+`--ipvs-drain-timeout` after the later of its start and the daemon's last start. A restart
+never cuts a drain short (what the bound promises the connections); the cost is a weight-0
+entry that takes no new connection living up to one more bound per restart (a daemon
+restarting more often than the bound would keep such an entry until its connections end, as
+kube-proxy always does). Tested: `tests/component/test_syncer_drain.py`, and with traffic,
+the disruption harness's `drain-across-restart` scenario.
+
 The syncer asks `expired` while diffing, then calls `settle` with the virtual servers it has
 just diffed (all of them on a full sync), which drops the drains nobody asked about.
 """

@@ -103,3 +103,24 @@ async def test_an_address_removed_again_later_drains_for_the_whole_bound_again()
     clock.now += 5
     await syncer.sync(full=True)
     assert weight_of_b(kernel) is None
+
+
+async def test_a_restarted_daemon_keeps_a_drain_at_weight_zero_and_bounds_it_from_its_start() -> (
+    None
+):
+    """Across a restart: the kernel keeps no drain start time and ipvsd keeps none either, so a
+    restarted daemon (a new syncer over the same kernel) leaves the draining real server at
+    weight 0 (its connections go on, nothing new reaches it) and starts the bound at its own
+    first sync: a drain ends no sooner than the bound after the restart, never cut short."""
+    cluster, kernel, clock = Cluster(), FakeIpvs(), Clock()
+    await remove_busy_b(cluster, kernel, syncer_for(cluster, kernel, clock, bound=5.0))
+    clock.now += 4.0
+    restarted = syncer_for(cluster, kernel, clock, bound=5.0)
+    await restarted.sync(full=True)
+    assert weight_of_b(kernel) == "0"
+    clock.now += 4.9  # 8.9 s into the drain, 4.9 s after the restart
+    await restarted.sync(full=True)
+    assert weight_of_b(kernel) == "0"
+    clock.now += 0.1
+    await restarted.sync(full=True)
+    assert weight_of_b(kernel) is None
