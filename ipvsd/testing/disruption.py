@@ -5,9 +5,10 @@
 Root, inside the IPVS VM (`hack/disruption.sh` boots it). The cluster, its traffic and what is
 measured: `disruption_harness`. The scenarios, by what they fault: `disruption_restarts`
 (the daemon restarted, killed or down, and watch faults), `disruption_workload` (pods
-draining, rolled, and a slow EndpointSlice list). They run in the order given, in one
-cluster; a table, then last one JSON line: `{"scenarios": {"<name>": {"interrupted": N,
-"failed_new": N, "udp_lost": N, "max_gap_ms": X, "converge_s": Y}, ...}}`.
+draining, rolled, and a slow EndpointSlice list), `disruption_outages` (the API server
+down, kernel operations failing, the kernel state tampered with by hand). They run in the
+order given, in one cluster; a table, then last one JSON line: `{"scenarios": {"<name>":
+{"interrupted": N, "failed_new": N, "udp_lost": N, "max_gap_ms": X, "converge_s": Y}, ...}}`.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ import time
 from collections.abc import Callable
 from functools import partial
 
-from ipvsd.testing import disruption_restarts, disruption_workload
+from ipvsd.testing import disruption_outages, disruption_restarts, disruption_workload
 from ipvsd.testing.disruption_harness import STEADY_S, Row, Scenario, running_cluster
 
 SCENARIOS: dict[str, Scenario] = {
     **disruption_restarts.SCENARIOS,
     **disruption_workload.SCENARIOS,
+    **disruption_outages.SCENARIOS,
 }
 
 
