@@ -193,15 +193,19 @@ class DrainAcrossRestart:
 
         poller = Poller(CLIENT_NODE, look).start()
         probe = await self._probe(h)
-        await asyncio.sleep(max(0.0, began + RESTART_AFTER_S - time.monotonic()))
-        await h.restart(CLIENT_NODE, signal.SIGTERM)
-        restarted = time.monotonic()
-        await proxies.wait_ready(CONVERGE_WITHIN, nodes=[CLIENT_NODE])
-        await asyncio.sleep(2.0)  # a sync period's worth of the new daemon's decisions
-        after = real_servers_of(await listing(CLIENT_NODE), pod)
-        for generator in probe:
-            self.probes += await generator.stop()
-        await poller.stop()
+        try:
+            await asyncio.sleep(max(0.0, began + RESTART_AFTER_S - time.monotonic()))
+            await h.restart(CLIENT_NODE, signal.SIGTERM)
+            restarted = time.monotonic()
+            await proxies.wait_ready(CONVERGE_WITHIN, nodes=[CLIENT_NODE])
+            await asyncio.sleep(2.0)  # the new daemon's first decisions in place
+            after = real_servers_of(await listing(CLIENT_NODE), pod)
+            for generator in probe:
+                self.probes += await generator.stop()
+        finally:
+            for generator in probe:
+                await generator.kill()
+            await poller.stop()
         still = await end_grace(h, pod)
         grace_ended = time.monotonic()
         removed = await self._wait_removed(pod, within=DRAIN_BOUND_S + 40.0)
@@ -209,8 +213,8 @@ class DrainAcrossRestart:
         opened = sum(r.replies for r in self.probes)
         self.notes += [
             f"{pod.name} on {CLIENT_NODE}: connections before/after the restart "
-            f"{_active(before)}/{_active(after)}, weight above 0 in {seen['above_0']} and absent "
-            f"in {seen['absent']} of {poller.polls} polls before its grace ended "
+            f"{_active(before)}/{_active(after)}; in {poller.polls} polls of its table until its "
+            f"grace ended, {seen['above_0']} times at a weight above 0, {seen['absent']} missing "
             f"({grace_ended - began:.0f} s after the drain began; {still} connections cut)",
             f"new connections during the drain: {opened}, to {pod.name}: {reached}",
             _removal_note(removed, began, restarted),
@@ -243,10 +247,13 @@ class DrainAcrossRestart:
         timeout = REPLY_TIMEOUT_S
         mine = [Flow(f"drain-probe-{f.name}", "new", f.target, interval=0.3, timeout=timeout)
                 for f in news]  # fmt: skip
-        return [
+        generators = [
             await Generator.start(h.client.name, [f for f in mine if "clusterip" in f.name], log),
             await Generator.start(OUTSIDE, [f for f in mine if "nodeport" in f.name], log),
         ]
+        for generator in generators:
+            await generator.ready()  # its first line; with no long flow it comes at once
+        return generators
 
     async def after(self, h: Harness, row: Row, results: list[FlowResult]) -> None:
         add_figures(row, self.probes)
