@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from ipvsd.model.ipvs import (
@@ -240,3 +242,16 @@ def test_topology_figures_are_read_from_the_plan_at_scrape_time(metrics: ProxyMe
     assert value(metrics, "ipvsd_service_topology_fallback", **labels) == 1.0
     plan.clear()  # the Service is gone from the plan: its series go too
     assert value(metrics, "ipvsd_service_topology_fallback", **labels) is None
+
+
+async def test_asyncio_tasks_counts_the_loop_s_unfinished_tasks(metrics: ProxyMetrics) -> None:
+    before = value(metrics, "ipvsd_asyncio_tasks")
+    assert before is not None
+    waiting = [asyncio.create_task(asyncio.sleep(10)) for _ in range(3)]
+    try:
+        assert value(metrics, "ipvsd_asyncio_tasks") == before + 3
+    finally:
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
+    assert value(metrics, "ipvsd_asyncio_tasks") == before
