@@ -22,7 +22,12 @@ import time
 from collections.abc import Callable
 from functools import partial
 
-from ipvsd.testing import disruption_outages, disruption_restarts, disruption_workload
+from ipvsd.testing import (
+    disruption_outages,
+    disruption_restarts,
+    disruption_soak,
+    disruption_workload,
+)
 from ipvsd.testing.disruption_harness import STEADY_S, Row, Scenario, running_cluster
 
 SCENARIOS: dict[str, Scenario] = {
@@ -30,6 +35,9 @@ SCENARIOS: dict[str, Scenario] = {
     **disruption_workload.SCENARIOS,
     **disruption_outages.SCENARIOS,
 }
+# Run only when named: `soak` takes about 15 minutes of VM time on its own; the single
+# tampering actions repeat what `tampering` does, one traffic window each.
+ON_REQUEST: dict[str, Scenario] = {**disruption_outages.ON_REQUEST, **disruption_soak.SCENARIOS}
 
 
 async def run(
@@ -40,13 +48,14 @@ async def run(
     steady: float = STEADY_S,
 ) -> list[Row]:
     """Build the cluster, run `scenarios` in order, tear down; one row each."""
-    unknown = [name for name in scenarios if name not in SCENARIOS]
+    known = {**SCENARIOS, **ON_REQUEST}
+    unknown = [name for name in scenarios if name not in known]
     if unknown:
         raise ValueError(f"unknown scenarios: {', '.join(unknown)}")
     async with running_cluster(seed=seed, say=say, steady=steady) as harness:
         rows = []
         for name in scenarios:
-            scenario = SCENARIOS[name]
+            scenario = known[name]
             row, results = await harness.with_traffic(name, partial(scenario.fault, harness))
             if scenario.after is not None:
                 await scenario.after(harness, row, results)
