@@ -10,10 +10,19 @@ import time
 
 import pytest
 
+from ipvsd.app import serve, until_signalled
+from ipvsd.config.settings import ProxyConfig
+from ipvsd.dataplane.addresses import FakeAddresses
+from ipvsd.dataplane.ipvs_fake import FakeIpvs
 from ipvsd.kube.auth import load_credentials
 from ipvsd.kube.client import ApiClient
 from ipvsd.kube.proxy_informers import ProxyInformers
 from ipvsd.kube.watch import BackoffPolicy, WatchSettings
+from ipvsd.model.ipvs import parse_address
+from ipvsd.server.health import ProxyHealth
+from ipvsd.server.metrics import ProxyMetrics
+from ipvsd.testing.apiserver import ApiServer
+from tests.component import apiserver_support
 from tests.component.informer_support import (
     emulator,
     endpoint_slice,
@@ -21,6 +30,7 @@ from tests.component.informer_support import (
     node,
     service,
 )
+from tests.component.test_daemon import NullFirewall
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -72,3 +82,48 @@ async def test_after_an_outage_the_watches_resume_within_a_probe_interval(
     # One probe per interval for the client, whatever the number of watches.
     assert probes <= down / (PROBE_S * 0.75) + 2, probes
     assert "the API server answers again" in caplog.text
+
+
+async def test_healthz_stays_200_through_an_api_outage_and_the_table_stays() -> None:
+    """The README's rule, kube-proxy's: an outage longer than the health timeout (twice the
+    sync period) leaves /healthz serving, and the kernel's table as it was."""
+    async with ApiServer() as api:
+        support = apiserver_support
+        api.store.create(support.service("echo", clusterIP="10.96.0.10"))
+        api.store.create(
+            support.endpoint_slice(
+                "echo-1", "echo", [support.endpoint("10.244.1.5", node="node-a")]
+            )
+        )
+        api.store.create(support.node("node-a", zone="zone-a"))
+        config = ProxyConfig(
+            node_name="node-a", kubeconfig=str(api.kubeconfig_path), ipvs_sync_period=0.5
+        )
+        kernel = FakeIpvs()
+        health = ProxyHealth(sync_period=config.ipvs_sync_period)
+        running = asyncio.ensure_future(
+            until_signalled(
+                serve(
+                    config,
+                    credentials=load_credentials(kubeconfig=config.kubeconfig),
+                    ipvs=kernel,
+                    addresses=FakeAddresses(host=[(parse_address("192.168.1.10"), "eth0")]),
+                    firewall=NullFirewall(),
+                    health=health,
+                    metrics=ProxyMetrics(),
+                )
+            )
+        )
+        try:
+            await eventually(lambda: "10.244.1.5:8080" in kernel.render(), within=20.0)
+            table = kernel.render()
+            await api.stop()
+            answers = []
+            for _ in range(15):  # 3 s: six health timeouts
+                answers.append(health.report().serving)
+                await asyncio.sleep(0.2)
+            assert all(answers)
+            assert kernel.render() == table
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
