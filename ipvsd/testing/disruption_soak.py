@@ -169,25 +169,24 @@ async def _sample(daemons: list[Daemon]) -> None:
             daemon.tasks.values.append(tasks)
 
 
-async def _programmed(h: Harness, wanted: int) -> bool:
+async def _virtual_servers(h: Harness) -> dict[str, int]:
+    counts = {}
     for node in h.cluster.net.nodes:
         rules = await ipvs_rules(node.name)
-        if sum(1 for line in rules.splitlines() if line.startswith("-A ")) < wanted:
-            return False
-    return True
+        counts[node.name] = sum(1 for line in rules.splitlines() if line.startswith("-A "))
+    return counts
 
 
 _figures: dict[int, list[str]] = {}
 
 
 async def soak(h: Harness) -> Fault:
-    before = len([ln for ln in (await ipvs_rules(h.cluster.net.nodes[0].name)).splitlines()
-                  if ln.startswith("-A ")])  # fmt: skip
+    before = await _virtual_servers(h)
     started = time.monotonic()
     for index in range(SERVICES):
         await asyncio.to_thread(_create, h, index)
     h.say(f"  {SERVICES} Services and slices created in {time.monotonic() - started:.0f}s")
-    while not await _programmed(h, before + SERVICES):
+    while any(n < before[node] + SERVICES for node, n in (await _virtual_servers(h)).items()):
         if time.monotonic() - started > PROGRAMMED_WITHIN:
             raise RuntimeError(f"{SERVICES} Services not programmed on every node "
                                f"within {PROGRAMMED_WITHIN:.0f}s")  # fmt: skip
