@@ -144,9 +144,15 @@ class NodeProxies:
         return code
 
     async def healthy(self, session: aiohttp.ClientSession, node: NodeSpec) -> bool:
-        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+        """/healthz answers 200 and the daemon has synced: /healthz alone is 200 from the
+        start (for two sync periods, as kube-proxy's), its per-family `status` appears with
+        the first sync."""
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
             async with session.get(f"http://{node.address}:10256/healthz") as answer:
-                return answer.status == 200
+                if answer.status != 200:
+                    return False
+                body = await answer.json(content_type=None)
+                return isinstance(body, dict) and bool(body.get("status"))
         return False
 
     async def wait_ready(self, within: float = 480.0, nodes: list[str] | None = None) -> None:
