@@ -75,8 +75,8 @@ async def _count_api_connections(h: Harness) -> None:
     """An nftables counter of connection attempts to the API in every node's namespace."""
     script = (
         f"table inet {COUNTER_TABLE} {{ chain out {{ type filter hook output priority 0; "
-        f"ip daddr {HOST_ADDRESS} tcp dport {API_PORT} tcp flags & (syn | ack) == syn counter "
-        f"}} }}"
+        f"ip daddr {HOST_ADDRESS} tcp dport {API_PORT} tcp flags & (syn | ack) == syn counter; "
+        f"}}; }}"
     )
     for node in h.cluster.net.nodes:
         await run_in(node.name, "nft", script)
