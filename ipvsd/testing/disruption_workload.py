@@ -18,8 +18,10 @@
   watch with `sendInitialEvents` when the server can, as this one can, so each initial event,
   and the bookmark that ends them, comes PAGE_DELAY_S apart; a client paging with
   `limit`/`continue` would get one slice per response instead) while node-1's and node-2's
-  ipvsd restart. Both tables are polled (`ipvsadm -Sn`) until both daemons are healthy: any
-  real server the API wants that is missing or at weight 0 in a poll is reported.
+  ipvsd restart. Both tables are polled (`ipvsadm -Ln`) until both daemons have synced and
+  both lists have ended: any real server the API wants that is missing or at weight 0 in a
+  poll is reported, and so is a first sync (the per-family status in /healthz) that came
+  before the node's EndpointSlice list ended.
 - `rollout` (8): the Deployment rolled with surge (maxSurge 1, maxUnavailable 0), pod by pod:
   a new pod on the old one's node, created not ready, becomes ready (the first one's readiness
   also flips off and on again), then the old pod terminates with a GRACE_S grace period
@@ -39,6 +41,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import aiohttp
+
+from ipvsd.testing.apiserver.faults import ListPacing, PacedList
 from ipvsd.testing.cluster import run_in
 from ipvsd.testing.cluster_net import OUTSIDE, PodNet
 from ipvsd.testing.disruption_harness import (
@@ -306,32 +311,69 @@ class PartialList:
 
         pollers = [Poller(node, looker(node)).start() for node in nodes]
         pacing = faults.pace_lists(PAGE_DELAY_S, page_size=1, path_prefix=SLICES_PATH)
+        address = {node.name: node.address for node in h.cluster.proxies.nodes}
         try:
             started = time.monotonic()
             for node in nodes:
                 await h.restart(node, signal.SIGTERM)
-            await h.cluster.proxies.wait_ready(CONVERGE_WITHIN, nodes=nodes)
-            healthy = time.monotonic() - started
+            synced = await first_syncs(h, nodes)
+            # a daemon that synced without its list would still be receiving it: wait for it
+            for _ in range(150):  # 30 s
+                if all(_lists_of(pacing, address[node]) for node in nodes):
+                    break
+                await asyncio.sleep(0.2)
         finally:
             faults.pacing = None
             for poller in pollers:
                 await poller.stop()
-        lists = "; ".join(f"{mode} of {pages} slices in {seconds:.1f}s"
-                          for _, mode, pages, seconds in pacing.done)  # fmt: skip
-        self.notes.append(
-            f"EndpointSlice lists paced ({PAGE_DELAY_S:.0f}s a page): {lists or 'none'}; both "
-            f"daemons healthy {healthy:.1f}s after the first restart"
-        )
         for node, poller in zip(nodes, pollers, strict=True):
+            self.notes.append(_list_note(node, _lists_of(pacing, address[node]),
+                                         synced.get(node), started))  # fmt: skip
             seen = removals[node]
             self.notes.append(
                 f"{node}: {len(seen)} valid real servers missing or at weight 0 in "
                 f"{poller.polls} polls" + (f" ({', '.join(seen[:4])})" if seen else "")
             )
+        others = sorted({done.client for done in pacing.done} - set(address.values()))
+        if others:
+            self.notes.append(f"paced lists from other addresses: {', '.join(others)}")
         return time.monotonic(), nodes
 
     async def after(self, h: Harness, row: Row, results: list[FlowResult]) -> None:
         row.notes += self.notes
+
+
+async def first_syncs(h: Harness, nodes: list[str]) -> dict[str, float]:
+    """When (time.monotonic()) each node's daemon was first seen synced, within
+    CONVERGE_WITHIN."""
+    proxies = h.cluster.proxies
+    specs = {node.name: node for node in proxies.nodes}
+    synced: dict[str, float] = {}
+    deadline = time.monotonic() + CONVERGE_WITHIN
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+        while len(synced) < len(nodes) and time.monotonic() < deadline:
+            for node in nodes:
+                if node not in synced and await proxies.healthy(session, specs[node]):
+                    synced[node] = time.monotonic()
+            await asyncio.sleep(0.2)
+    return synced
+
+
+def _lists_of(pacing: ListPacing, client: str) -> list[PacedList]:
+    return [done for done in pacing.done if done.client == client]
+
+
+def _list_note(node: str, lists: list[PacedList], synced: float | None, started: float) -> str:
+    if not lists:
+        return f"{node}: no paced EndpointSlice list seen (the fault did not apply)"
+    ended = max(done.ended for done in lists)
+    shown = ", ".join(f"{done.mode} of {done.pages} pages in {done.ended - done.started:.1f}s"
+                      for done in lists)  # fmt: skip
+    note = f"{node}: EndpointSlice lists {shown}, the last ended {ended - started:.1f}s after "
+    if synced is None:
+        return note + "the restarts began; no first sync seen"
+    note += f"the restarts began, the first sync {synced - started:.1f}s"
+    return note + (" (BEFORE its list ended)" if synced < ended else "")
 
 
 # --- rollout ----------------------------------------------------------------------------------

@@ -246,7 +246,8 @@ async def test_paced_lists_come_a_page_at_a_time_after_a_delay(server: ApiServer
             break
     assert names == ["paced-a", "paced-b", "paced-c"]
     assert time.monotonic() - started >= 3 * 0.2
-    assert [(mode, pages) for _, mode, pages, _ in pacing.done] == [("list", 3)]
+    assert [(done.mode, done.pages) for done in pacing.done] == [("list", 3)]
+    assert pacing.done[0].client == "127.0.0.1"
     started = time.monotonic()
     status, _ = await api.get(SERVICES)  # outside the prefix: not paced
     assert status == 200
@@ -279,4 +280,4 @@ async def test_paced_streaming_lists_send_their_initial_events_slowly(
         event = await next_event(response)
         assert event["type"] == "ADDED"
         assert time.monotonic() - changed < 0.3
-    assert [(mode, pages) for _, mode, pages, _ in pacing.done] == [("stream", 2)]
+    assert [(done.mode, done.pages) for done in pacing.done] == [("stream", 2)]

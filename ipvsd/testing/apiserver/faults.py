@@ -49,24 +49,39 @@ class ListPacing:
     than `limit`, with a continue token) after `seconds`; a streaming list (a watch with
     `sendInitialEvents=true`) writes its initial events in groups of `page_size`, `seconds`
     before each group and before the bookmark that ends them. `done` records each paced list
-    as it ends: (path, "list" or "stream", pages, seconds it took)."""
+    as it ends."""
 
     seconds: float
     page_size: int
     path_prefix: str
-    done: list[tuple[str, str, int, float]] = field(default_factory=list)
+    done: list[PacedList] = field(default_factory=list)
     _paging: dict[str, tuple[float, int]] = field(default_factory=dict)  # by continue token
 
-    def paged(self, path: str, token_in: str | None, token_out: str | None, at: float) -> None:
+    def paged(
+        self, client: str, path: str, token_in: str | None, token_out: str | None, at: float
+    ) -> None:
         """One page of a paged list served (it was asked for at `at`)."""
         started, pages = self._paging.pop(token_in, (at, 0)) if token_in else (at, 0)
         if token_out:
             self._paging[token_out] = (started, pages + 1)
         else:
-            self.record(path, "list", pages + 1, started)
+            self.record(client, path, "list", pages + 1, started)
 
-    def record(self, path: str, mode: str, pages: int, started: float) -> None:
-        self.done.append((path, mode, pages, round(time.monotonic() - started, 2)))
+    def record(self, client: str, path: str, mode: str, pages: int, started: float) -> None:
+        self.done.append(PacedList(client, path, mode, pages, started, time.monotonic()))
+
+
+@dataclass(frozen=True)
+class PacedList:
+    """One list answered slowly: who asked (address), what, how (`list`: paged; `stream`: a
+    watch with sendInitialEvents), in how many pages, from and to when (time.monotonic())."""
+
+    client: str
+    path: str
+    mode: str
+    pages: int
+    started: float
+    ended: float
 
 
 class Faults:

@@ -266,7 +266,8 @@ class ResourceHandler:
             continue_token=query.get("continue"),
         )
         if pacing is not None:
-            pacing.paged(request.path, query.get("continue"), page.continue_token, started)
+            client = request.remote or ""
+            pacing.paged(client, request.path, query.get("continue"), page.continue_token, started)
         metadata: dict[str, Any] = {"resourceVersion": str(page.resource_version)}
         if page.continue_token:
             metadata["continue"] = page.continue_token

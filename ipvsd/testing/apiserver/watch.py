@@ -79,18 +79,18 @@ async def _write_all(response: web.StreamResponse, lines: list[bytes]) -> None:
 
 
 async def _write_paced(
-    response: web.StreamResponse, lines: list[bytes], pacing: ListPacing, path: str
+    response: web.StreamResponse, lines: list[bytes], pacing: ListPacing, request: web.Request
 ) -> None:
     """A streaming list's initial events `pacing.page_size` at a time, `pacing.seconds` before
     each group and before the closing bookmark (the last line), each group flushed as written:
     the client sees the list arrive slowly, as from an overloaded API server."""
-    started = time.monotonic()
+    started, client, path = time.monotonic(), request.remote or "", request.path
     events, end = lines[:-1], lines[-1:]
     groups = [events[i : i + pacing.page_size] for i in range(0, len(events), pacing.page_size)]
     for group in [*groups, end]:
         await asyncio.sleep(pacing.seconds)
         await response.write(b"".join(group))
-    pacing.record(path, "stream", len(groups), started)
+    pacing.record(client, path, "stream", len(groups), started)
 
 
 async def start_stream(request: web.Request) -> web.StreamResponse:
@@ -159,7 +159,7 @@ async def serve_watch(
         response = await start_stream(request)
         opening = _opening_lines(resource, start, selected, render, as_type)
         if pacing is not None and start.initial_events_end is not None:
-            await _write_paced(response, opening, pacing, request.path)
+            await _write_paced(response, opening, pacing, request)
         else:
             await _write_all(response, opening)
         deadline = loop.time() + settings.timeout
