@@ -10,19 +10,16 @@ import time
 
 import pytest
 
-from ipvsd.app import serve, until_signalled
 from ipvsd.config.settings import ProxyConfig
-from ipvsd.dataplane.addresses import FakeAddresses
 from ipvsd.dataplane.ipvs_fake import FakeIpvs
 from ipvsd.kube.auth import load_credentials
 from ipvsd.kube.client import ApiClient
 from ipvsd.kube.proxy_informers import ProxyInformers
 from ipvsd.kube.watch import BackoffPolicy, WatchSettings
-from ipvsd.model.ipvs import parse_address
 from ipvsd.server.health import ProxyHealth
-from ipvsd.server.metrics import ProxyMetrics
 from ipvsd.testing.apiserver import ApiServer
 from tests.component import apiserver_support
+from tests.component.daemon_support import running_daemon
 from tests.component.informer_support import (
     emulator,
     endpoint_slice,
@@ -30,7 +27,6 @@ from tests.component.informer_support import (
     node,
     service,
 )
-from tests.component.test_daemon import NullFirewall
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -101,20 +97,7 @@ async def test_healthz_stays_200_through_an_api_outage_and_the_table_stays() -> 
         )
         kernel = FakeIpvs()
         health = ProxyHealth(sync_period=config.ipvs_sync_period)
-        running = asyncio.ensure_future(
-            until_signalled(
-                serve(
-                    config,
-                    credentials=load_credentials(kubeconfig=config.kubeconfig),
-                    ipvs=kernel,
-                    addresses=FakeAddresses(host=[(parse_address("192.168.1.10"), "eth0")]),
-                    firewall=NullFirewall(),
-                    health=health,
-                    metrics=ProxyMetrics(),
-                )
-            )
-        )
-        try:
+        async with running_daemon(config, ipvs=kernel, health=health):
             await eventually(lambda: "10.244.1.5:8080" in kernel.render(), within=20.0)
             table = kernel.render()
             await api.stop()
@@ -124,6 +107,3 @@ async def test_healthz_stays_200_through_an_api_outage_and_the_table_stays() -> 
                 await asyncio.sleep(0.2)
             assert all(answers)
             assert kernel.render() == table
-        finally:
-            running.cancel()
-            await asyncio.gather(running, return_exceptions=True)

@@ -15,33 +15,17 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 
 import pytest
 
-from ipvsd.app import serve, until_signalled
 from ipvsd.config.settings import ProxyConfig
-from ipvsd.dataplane.addresses import FakeAddresses
 from ipvsd.dataplane.ipvs_fake import FakeIpvs
-from ipvsd.kube.auth import load_credentials
-from ipvsd.model.firewall import Firewall, FirewallChanges
-from ipvsd.model.ipvs import parse_address
-from ipvsd.server.health import ProxyHealth
-from ipvsd.server.metrics import ProxyMetrics
 from ipvsd.testing.apiserver import ApiServer
 from tests.component.apiserver_support import endpoint, endpoint_slice, node, service
+from tests.component.daemon_support import daemon_task
 from tests.component.informer_support import eventually
 
 ECHO = ["-A -t 10.96.0.10:80 -s rr", "-a -t 10.96.0.10:80 -r 10.244.1.5:8080 -m -w 1"]
-
-
-@dataclass
-class NullFirewall:
-    async def apply(self, firewall: Firewall) -> bool:
-        return True
-
-    async def update(self, changes: FirewallChanges) -> None:
-        return None
 
 
 @pytest.fixture
@@ -55,17 +39,9 @@ async def api() -> AsyncIterator[ApiServer]:
 
 
 def daemon(api: ApiServer, kernel: FakeIpvs) -> asyncio.Task[int]:
-    config = ProxyConfig(node_name="node-a", kubeconfig=str(api.kubeconfig_path))
-    running = serve(
-        config,
-        credentials=load_credentials(kubeconfig=config.kubeconfig),
-        ipvs=kernel,
-        addresses=FakeAddresses(host=[(parse_address("192.168.1.10"), "eth0")]),
-        firewall=NullFirewall(),
-        health=ProxyHealth(sync_period=config.ipvs_sync_period),
-        metrics=ProxyMetrics(),
+    return daemon_task(
+        ProxyConfig(node_name="node-a", kubeconfig=str(api.kubeconfig_path)), ipvs=kernel
     )
-    return asyncio.ensure_future(until_signalled(running))
 
 
 async def reached(condition: Callable[[], bool]) -> None:

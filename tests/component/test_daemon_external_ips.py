@@ -16,19 +16,16 @@ from typing import Any
 
 import pytest
 
-from ipvsd.app import serve, until_signalled
 from ipvsd.config.settings import ProxyConfig
 from ipvsd.dataplane.addresses import FakeAddresses
 from ipvsd.dataplane.ipvs_fake import FakeIpvs
 from ipvsd.kube.auth import load_credentials
 from ipvsd.kube.client import ApiClient
 from ipvsd.model.ipvs import parse_address
-from ipvsd.server.health import ProxyHealth
-from ipvsd.server.metrics import ProxyMetrics
 from ipvsd.testing.apiserver import ApiServer
 from tests.component.apiserver_support import endpoint, endpoint_slice, node, service
+from tests.component.daemon_support import running_daemon
 from tests.component.informer_support import eventually
-from tests.component.test_daemon import NullFirewall
 
 
 @pytest.fixture
@@ -62,20 +59,7 @@ async def test_an_external_ip_outside_the_ranges_is_not_served_and_the_service_i
         ipvs_sync_period=0.2,  # several full syncs: the Event is still posted once
     )
     kernel, addresses = FakeIpvs(), FakeAddresses(host=[(parse_address("192.168.1.10"), "eth0")])
-    running = asyncio.ensure_future(
-        until_signalled(
-            serve(
-                config,
-                credentials=load_credentials(kubeconfig=config.kubeconfig),
-                ipvs=kernel,
-                addresses=addresses,
-                firewall=NullFirewall(),
-                health=ProxyHealth(sync_period=config.ipvs_sync_period),
-                metrics=ProxyMetrics(),
-            )
-        )
-    )
-    try:
+    async with running_daemon(config, ipvs=kernel, addresses=addresses):
         await eventually(lambda: "-A -t 192.0.2.5:80 -s rr" in kernel.render(), within=60.0)
         await asyncio.sleep(1.0)  # a few more full syncs
         assert "203.0.113.7" not in kernel.render()
@@ -87,7 +71,3 @@ async def test_an_external_ip_outside_the_ranges_is_not_served_and_the_service_i
         assert event["message"].startswith(
             "spec.externalIPs: 203.0.113.7 is outside --service-external-ip-range (192.0.2.0/24)"
         )
-    finally:
-        running.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await running

@@ -13,18 +13,14 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ipvsd.app import serve, until_signalled
 from ipvsd.config.settings import ProxyConfig
-from ipvsd.dataplane.addresses import FakeAddresses
 from ipvsd.dataplane.ipvs_fake import FakeIpvs
-from ipvsd.kube.auth import load_credentials
-from ipvsd.model.ipvs import parse_address
-from ipvsd.server.health import ProxyHealth
 from ipvsd.server.http import BindAddress
 from ipvsd.server.metrics import ProxyMetrics
 from ipvsd.server.metrics_server import metrics_server
 from ipvsd.testing.apiserver import ApiServer
 from tests.component.apiserver_support import endpoint, endpoint_slice, node, service
+from tests.component.daemon_support import running_daemon
 from tests.component.informer_support import eventually
 from tests.component.test_syncer_isolation import RefusingFirewall
 
@@ -73,32 +69,22 @@ async def test_kube_proxys_metrics_and_kernel_operations_move_with_real_syncs(
     config = ProxyConfig(
         node_name="node-a", kubeconfig=str(api.kubeconfig_path), ipvs_sync_period=300.0
     )
-    running = asyncio.ensure_future(
-        until_signalled(
-            serve(
-                config,
-                credentials=load_credentials(kubeconfig=config.kubeconfig),
-                ipvs=kernel,
-                addresses=FakeAddresses(host=[(parse_address("192.168.1.10"), "eth0")]),
-                firewall=RefusingFirewall(),
-                health=ProxyHealth(sync_period=config.ipvs_sync_period),
-                metrics=metrics,
-            )
-        )
-    )
     try:
-        api.store.create(service("echo", clusterIP="10.96.0.10"))
-        api.store.create(service("local", clusterIP="10.96.0.11", internalTrafficPolicy="Local"))
-        api.store.create(slice_with("10.244.1.5"))
-        await eventually(lambda: "10.244.1.5:8080" in kernel.render(), within=30)
-        api.store.update(slice_with("10.244.1.5", "10.244.1.6"))  # a partial sync
-        await eventually(lambda: "10.244.1.6:8080" in kernel.render(), within=30)
-        await asyncio.sleep(0.2)  # the sync's bookkeeping after the kernel call
-        types, samples = await scrape(server.port)
-        rows = kernel.render().splitlines()
+        async with running_daemon(
+            config, ipvs=kernel, firewall=RefusingFirewall(), metrics=metrics
+        ):
+            api.store.create(service("echo", clusterIP="10.96.0.10"))
+            api.store.create(
+                service("local", clusterIP="10.96.0.11", internalTrafficPolicy="Local")
+            )
+            api.store.create(slice_with("10.244.1.5"))
+            await eventually(lambda: "10.244.1.5:8080" in kernel.render(), within=30)
+            api.store.update(slice_with("10.244.1.5", "10.244.1.6"))  # a partial sync
+            await eventually(lambda: "10.244.1.6:8080" in kernel.render(), within=30)
+            await asyncio.sleep(0.2)  # the sync's bookkeeping after the kernel call
+            types, samples = await scrape(server.port)
+            rows = kernel.render().splitlines()
     finally:
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
         await server.stop()
 
     v4 = (("ip_family", "IPv4"),)

@@ -7,34 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import errno
-from dataclasses import dataclass
 
 import aiohttp
 import pytest
 
-from ipvsd.app import serve, until_signalled
 from ipvsd.config.settings import ProxyConfig
 from ipvsd.config.values import parse_nodeport_addresses
 from ipvsd.dataplane.addresses import FakeAddresses
-from ipvsd.dataplane.ipvs_fake import FakeIpvs
-from ipvsd.kube.auth import load_credentials
-from ipvsd.model.firewall import Firewall, FirewallChanges
 from ipvsd.model.ipvs import parse_address
-from ipvsd.server.health import ProxyHealth
-from ipvsd.server.metrics import ProxyMetrics
 from ipvsd.testing.apiserver import ApiServer
 from tests.component.apiserver_support import endpoint, endpoint_slice, node, service
+from tests.component.daemon_support import running_daemon
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@dataclass
-class NullFirewall:
-    async def apply(self, firewall: Firewall) -> bool:
-        return True
-
-    async def update(self, changes: FirewallChanges) -> None:
-        return None
 
 
 async def answer(session: aiohttp.ClientSession, host: str, port: int) -> int | str:
@@ -61,36 +46,22 @@ async def test_health_check_listens_only_on_the_nodeport_addresses() -> None:
             nodeport_addresses=parse_nodeport_addresses(["127.0.0.1/32"], "--nodeport-addresses"),
         )
         host = [(parse_address("127.0.0.1"), "lo"), (parse_address("127.0.0.2"), "lo")]
-        running = asyncio.ensure_future(
-            until_signalled(
-                serve(
-                    config,
-                    credentials=load_credentials(kubeconfig=config.kubeconfig),
-                    ipvs=FakeIpvs(),
-                    addresses=FakeAddresses(host=host),
-                    firewall=NullFirewall(),
-                    health=ProxyHealth(sync_period=config.ipvs_sync_period),
-                    metrics=ProxyMetrics(),
-                )
+        async with (
+            running_daemon(config, addresses=FakeAddresses(host=host)),
+            aiohttp.ClientSession() as session,
+        ):
+            statuses: dict[str, int | str] = {}
+
+            async def probed() -> bool:
+                statuses["127.0.0.1"] = await answer(session, "127.0.0.1", port)
+                return statuses["127.0.0.1"] == 200
+
+            try:
+                async with asyncio.timeout(20):
+                    while not await probed():  # noqa: ASYNC110 - polling a socket
+                        await asyncio.sleep(0.1)
+            except TimeoutError:
+                pytest.fail(f"no 200 on 127.0.0.1:{port}: {statuses}")
+            assert await answer(session, "127.0.0.2", port) == "refused", (
+                "127.0.0.2 is a host address outside --nodeport-addresses"
             )
-        )
-        try:
-            async with aiohttp.ClientSession() as session:
-                statuses: dict[str, int | str] = {}
-
-                async def probed() -> bool:
-                    statuses["127.0.0.1"] = await answer(session, "127.0.0.1", port)
-                    return statuses["127.0.0.1"] == 200
-
-                try:
-                    async with asyncio.timeout(20):
-                        while not await probed():  # noqa: ASYNC110 - polling a socket
-                            await asyncio.sleep(0.1)
-                except TimeoutError:
-                    pytest.fail(f"no 200 on 127.0.0.1:{port}: {statuses}")
-                assert await answer(session, "127.0.0.2", port) == "refused", (
-                    "127.0.0.2 is a host address outside --nodeport-addresses"
-                )
-        finally:
-            running.cancel()
-            await asyncio.gather(running, return_exceptions=True)

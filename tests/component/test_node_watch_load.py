@@ -15,26 +15,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import pytest
 
-from ipvsd.app import serve, until_signalled
 from ipvsd.config.settings import ProxyConfig
-from ipvsd.dataplane.addresses import FakeAddresses
 from ipvsd.dataplane.ipvs import BatchResult
 from ipvsd.dataplane.ipvs_fake import FakeIpvs
-from ipvsd.kube.auth import load_credentials
-from ipvsd.model.firewall import Firewall, FirewallChanges
-from ipvsd.model.ipvs import Operation, parse_address
-from ipvsd.server.health import ProxyHealth
-from ipvsd.server.metrics import ProxyMetrics
+from ipvsd.model.ipvs import Operation
 from ipvsd.testing.apiserver import ApiServer
 from ipvsd.testing.apiserver.traffic import Exchange
 from tests.component.apiserver_support import endpoint, endpoint_slice, service
+from tests.component.daemon_support import running_daemon
 from tests.component.informer_support import eventually
 
 pytestmark = pytest.mark.timeout(120)
@@ -141,15 +136,6 @@ class RecordingIpvs(FakeIpvs):
         return result
 
 
-@dataclass
-class NullFirewall:
-    async def apply(self, firewall: Firewall) -> bool:
-        return True
-
-    async def update(self, changes: FirewallChanges) -> None:
-        return None
-
-
 @asynccontextmanager
 async def cluster() -> AsyncIterator[ApiServer]:
     async with ApiServer(bookmark_interval=3600) as server:
@@ -161,27 +147,10 @@ async def cluster() -> AsyncIterator[ApiServer]:
         yield server
 
 
-@asynccontextmanager
-async def daemon(server: ApiServer, kernel: FakeIpvs) -> AsyncIterator[None]:
-    config = ProxyConfig(node_name=OWN, kubeconfig=str(server.kubeconfig_path))
-    running = asyncio.ensure_future(
-        until_signalled(
-            serve(
-                config,
-                credentials=load_credentials(kubeconfig=config.kubeconfig),
-                ipvs=kernel,
-                addresses=FakeAddresses(host=[(parse_address("192.168.1.10"), "eth0")]),
-                firewall=NullFirewall(),
-                health=ProxyHealth(sync_period=config.ipvs_sync_period),
-                metrics=ProxyMetrics(),
-            )
-        )
+def daemon(server: ApiServer, kernel: FakeIpvs) -> AbstractAsyncContextManager[object]:
+    return running_daemon(
+        ProxyConfig(node_name=OWN, kubeconfig=str(server.kubeconfig_path)), ipvs=kernel
     )
-    try:
-        yield
-    finally:
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
 
 
 def node_watches(server: ApiServer) -> list[Exchange]:
