@@ -6,23 +6,34 @@
 # (/usr/local/bin on the python image, /usr/bin on Debian's).
 ARG BASE=python:3.11-slim-bookworm
 
-FROM ${BASE} AS build
+FROM ${BASE} AS deps
 # A CA bundle for pip when the build goes through a TLS-inspecting proxy (hack/image.sh mounts
 # the host's and sets this when the host's pip uses one); unset, pip keeps its own bundle.
 ARG PIP_CERT
 RUN python3 -m venv /opt/ipvsd
 WORKDIR /src
-# The dependencies first, from pyproject.toml alone: a source change rebuilds only the last layer.
+# The dependencies first, from pyproject.toml alone: a source change rebuilds none of this.
 COPY pyproject.toml ./
 RUN python3 -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"], sep="\n")' >requirements.txt \
     && /opt/ipvsd/bin/pip install --no-cache-dir --disable-pip-version-check -r requirements.txt
+
+# The venv as it runs: pip and setuptools leave it, nothing installs into it at run time.
+FROM deps AS runtime-deps
+RUN /opt/ipvsd/bin/pip uninstall --yes --disable-pip-version-check pip setuptools
+
+FROM deps AS build
+ARG PIP_CERT
 COPY README.md ./
 COPY ipvsd ./ipvsd
 # Only the runtime package: the API emulator and the test harnesses (ipvsd/testing) stay out.
-# pip and setuptools leave the venv too: nothing installs into it at run time.
+# What the install adds to the venv (the package, its metadata, the `ipvsd` script) is gathered
+# under /stage, so that the image's last layer is the package alone (about a megabyte) and a
+# node pulling a new version does not download the dependencies again.
 RUN rm -rf ipvsd/testing \
     && /opt/ipvsd/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps . \
-    && /opt/ipvsd/bin/pip uninstall --yes --disable-pip-version-check pip setuptools
+    && mkdir /stage && cd / \
+    && cp -a --parents opt/ipvsd/bin/ipvsd opt/ipvsd/lib/python3*/site-packages/ipvsd \
+        opt/ipvsd/lib/python3*/site-packages/ipvsd-*.dist-info /stage/
 
 FROM ${BASE}
 # ipvsadm for operators (`kubectl exec ... ipvsadm -Ln`), nftables for the SNAT/filter table,
@@ -34,7 +45,9 @@ RUN apt-get update \
         ipvsadm nftables iptables ipset kmod iproute2 conntrack \
     && apt-get clean \
     && rm -rf /var/lib/apt/lists/*
-# The venv alone crosses over: no wheel, no pip cache, no sources.
-COPY --from=build /opt/ipvsd /opt/ipvsd
+# The venv alone crosses over, in two layers: the dependencies (unchanged until pyproject.toml
+# changes), then the package. No wheel, no pip cache, no sources.
+COPY --from=runtime-deps /opt/ipvsd /opt/ipvsd
+COPY --from=build /stage/ /
 ENV PATH=/opt/ipvsd/bin:$PATH
 ENTRYPOINT ["ipvsd"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from typing import Any
@@ -35,7 +36,13 @@ def test_the_default_base_is_the_public_python_image() -> None:
     """hack/image.sh passes a stand-in only as a build argument; the Dockerfile keeps its base."""
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^ARG BASE=python:3\.11-slim-bookworm$", dockerfile, re.MULTILINE)
-    assert re.findall(r"^FROM (\S+)", dockerfile, re.MULTILINE) == ["${BASE}", "${BASE}"]
+    # Stages start from the base or from the `deps` stage built on it.
+    assert re.findall(r"^FROM (\S+)", dockerfile, re.MULTILINE) == [
+        "${BASE}",
+        "deps",
+        "deps",
+        "${BASE}",
+    ]
 
 
 def test_the_entry_point_is_ipvsd(build: dict[str, Any]) -> None:
@@ -97,3 +104,15 @@ def test_no_build_leftovers(build: dict[str, Any]) -> None:
     found = run_in_image(build["image"], "-c", LEFTOVERS, entrypoint="python3").splitlines()
     in_base = run_in_image(build["base"], "-c", LEFTOVERS, entrypoint="python3").splitlines()
     assert [path for path in found if path not in in_base] == []
+
+
+def test_a_new_version_is_one_small_layer(build: dict[str, Any]) -> None:
+    """The package is the image's last layer and the dependencies the one before: a node
+    pulling a new version of ipvsd downloads the package (a megabyte or so), not the venv."""
+    history = json.loads(podman("history", "--format", "json", build["image"]).stdout)
+    layers = [entry for entry in history if entry["size"] > 0]  # not ENV, ENTRYPOINT, ...
+    package, dependencies = layers[0], layers[1]  # newest first
+    assert package["CreatedBy"].rstrip().endswith(" in /"), package  # COPY --from=build /stage/
+    assert package["size"] < 5_000_000, package
+    assert dependencies["CreatedBy"].rstrip().endswith(" in /opt/ipvsd"), dependencies
+    assert dependencies["size"] > 50_000_000, dependencies
