@@ -202,7 +202,7 @@ class DrainAcrossRestart:
             await asyncio.sleep(max(0.0, began + RESTART_AFTER_S - time.monotonic()))
             await h.restart(CLIENT_NODE, signal.SIGTERM)
             restarted = time.monotonic()
-            await proxies.wait_ready(CONVERGE_WITHIN, nodes=[CLIENT_NODE])
+            synced = (await first_syncs(h, [CLIENT_NODE])).get(CLIENT_NODE)
             await asyncio.sleep(2.0)  # the new daemon's first decisions in place
             after = real_servers_of(await listing(CLIENT_NODE), pod)
             for generator in probe:
@@ -222,7 +222,7 @@ class DrainAcrossRestart:
             f"grace ended, {seen['above_0']} times at a weight above 0, {seen['absent']} missing "
             f"({grace_ended - began:.0f} s after the drain began; {still} connections cut)",
             f"new connections during the drain: {opened}, to {pod.name}: {reached}",
-            _removal_note(removed, began, restarted),
+            _removal_note(removed, began, restarted, synced),
         ]
         return time.monotonic(), [CLIENT_NODE]
 
@@ -271,12 +271,16 @@ def _active(counts: dict[str, tuple[int, ...]]) -> int:
     return sum(active for _, active, _ in counts.values())
 
 
-def _removal_note(removed: float | None, began: float, restarted: float) -> str:
+def _removal_note(
+    removed: float | None, began: float, restarted: float, synced: float | None
+) -> str:
     if removed is None:
         return f"the real server was still there {DRAIN_BOUND_S + 40} s after the grace ended"
+    first_sync = "never seen" if synced is None else f"{synced - restarted:.1f}"
     return (f"its real server left {CLIENT_NODE}'s table {removed - began:.1f} s after the drain "
-            f"began, {removed - restarted:.1f} s after the restart (bound {DRAIN_BOUND_S} s: it "
-            "counts from the restarted daemon's first sync)")  # fmt: skip
+            f"began, {removed - restarted:.1f} s after the restart, whose first sync came "
+            f"{first_sync} s after it (bound {DRAIN_BOUND_S} s, looked at every sync period: "
+            "it counts from the restarted daemon's first sync)")  # fmt: skip
 
 
 # --- partial-list -----------------------------------------------------------------------------
