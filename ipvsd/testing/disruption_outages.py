@@ -33,6 +33,7 @@ import re
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 import aiohttp
 
@@ -107,8 +108,26 @@ async def _poll_health(h: Harness, answers: dict[str, int], stop: asyncio.Event)
                 await asyncio.wait_for(stop.wait(), 1.0)
 
 
+def _resumed_after(h: Harness, sizes: dict[str, int], back: float) -> str:
+    """Per node, seconds from the API's return (`back`, wall clock) to the daemon's log line
+    saying its reachability probe saw the server answer again."""
+    times = []
+    for node, size in sizes.items():
+        with h.cluster.proxies.log_path(node).open("rb") as log:
+            log.seek(size)
+            text = log.read().decode(errors="replace")
+        found = re.search(r"^(\S+ \S+) INFO \S+: the API server answers again", text, re.M)
+        if found is None:
+            times.append(f"{node} never")
+            continue
+        at = datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        times.append(f"{node} {at - back:.1f}s")
+    return ", ".join(times)
+
+
 async def api_outage(h: Harness) -> Fault:
     server = h.cluster.server
+    sizes = _log_sizes(h)
     watches = len(server.storage.subscriptions())
     await _count_api_connections(h)
     health: dict[str, int] = {}
@@ -135,17 +154,25 @@ async def api_outage(h: Harness) -> Fault:
         attempts = await _api_connections(h)
         outage = time.monotonic() - down
         await server.start()
-    back = time.monotonic()
+    back, back_wall = time.monotonic(), time.time()
     per_watch = attempts / max(watches, 1) / (outage / 2.0)
     _note("api-outage", f"API down {outage:.0f}s: {attempts} connection attempts to it from "
           f"the 3 daemons ({watches} watches): {per_watch:.2f} per watch every 2 s", h)  # fmt: skip
     answers = ", ".join(f"{code} x{count}" for code, count in sorted(health.items()))
     _note("api-outage", f"/healthz during the outage: {answers}", h)
+    _resumed[id(h)] = (sizes, back_wall)
     return back, []
+
+
+_resumed: dict[int, tuple[dict[str, int], float]] = {}
 
 
 async def remove_outage_pod(h: Harness, row: Row, results: list[FlowResult]) -> None:
     await _noted(h, row, results)
+    if id(h) in _resumed:
+        sizes, back = _resumed.pop(id(h))
+        row.notes.append(f"probe saw the API back after: {_resumed_after(h, sizes, back)}")
+        h.say(f"  {row.notes[-1]}")
     if any(p.name == "echo-outage" for p in h.app.pods):
         await asyncio.to_thread(h.app.remove_pod, "echo-outage")
         await h.converge(time.monotonic(), [])
