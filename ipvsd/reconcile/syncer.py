@@ -40,11 +40,13 @@ from ipvsd.model.endpoint import EndpointSlice
 from ipvsd.model.firewall import Firewall, FirewallConfig
 from ipvsd.model.ipvs import (
     KNOWN_SCHEDULERS,
+    AddService,
     DeleteService,
     Family,
     IPAddress,
     ObservedVirtualServer,
     Operation,
+    Protocol,
     RealServer,
     ServiceKey,
     Stats,
@@ -52,6 +54,7 @@ from ipvsd.model.ipvs import (
 )
 from ipvsd.model.node import Node
 from ipvsd.model.service import IPNetwork, Service, ServiceRef
+from ipvsd.model.tracked_flow import FlowEnd
 from ipvsd.plan.desired import DesiredService, NodeContext, VipKind, desired_service
 from ipvsd.plan.diff import creation, diff_service, diff_tables
 from ipvsd.plan.external_ips import ExternalIPPolicy
@@ -332,7 +335,9 @@ class Syncer:
             bound_before, wanted = self._addresses_wanted(planned, host)
         failures = adding.result() + await self._apply(ops)
         refused = await self._bind(wanted - bound_before)
-        cleanup = await self._clean_conntrack(planned)
+        cleanup = await self._clean_conntrack(
+            planned, added=[*creations, *ops], bound=wanted - bound_before - refused
+        )
         self.programmed = planned
         self._services_by_ref = current
         await self._unbind(bound_before - wanted)
@@ -539,12 +544,27 @@ class Syncer:
         self,
         planned: Mapping[ServiceRef, DesiredService],
         changed: Iterable[ServiceRef] | None = None,
+        *,
+        added: Iterable[Operation] = (),
+        bound: Iterable[IPAddress] = (),
     ) -> CleanupOutcome:
         """Stale UDP conntrack entries of the changed Services (all after a full sync) go once
-        IPVS and the VIPs are in place; a failure is logged and reported, never raised."""
+        IPVS and the VIPs are in place; a failure is logged and reported, never raised.
+        `added` (the sync's operations) and `bound` (the addresses it bound) name what a full
+        sync put back that the kernel had lost (`ipvsadm -C`, an address removed by hand):
+        flows made meanwhile are checked too."""
         if self._conntrack is None:
             return NO_CLEANUP
-        return await self._conntrack.after_sync(planned, changed)
+        put_back = {
+            FlowEnd(op.server.key.address, op.server.key.port)
+            for op in added
+            if isinstance(op, AddService)
+            and op.server.key.protocol == Protocol.UDP
+            and op.server.key.address is not None
+        }
+        return await self._conntrack.after_sync(
+            planned, changed, put_back=put_back, bound=frozenset(bound)
+        )
 
     def _report(
         self,

@@ -7,7 +7,9 @@ keeps what they need between syncs (each Service's frontends as of the last clea
 the I/O: one dump per family that has a frontend to check, then one batched deletion.
 
 Only frontends whose serving endpoints changed are looked at, so a periodic full sync in which
-nothing changed costs no dump; the first sync after start looks at all of them. A failure
+nothing changed costs no dump; the first sync after start looks at all of them, and a full sync
+that puts back a UDP virtual server or a VIP the kernel had lost (deleted by hand) looks at
+those. A failure
 (no ctnetlink, a refusal) never fails the sync: it is logged once until a cleanup succeeds
 again, reported for the metrics, and its frontends are looked at again on the next sync.
 """
@@ -15,11 +17,11 @@ again, reported for the metrics, and its frontends are looked at again on the ne
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass
 
 from ipvsd.dataplane.conntrack import Conntrack
-from ipvsd.model.ipvs import Family, Protocol
+from ipvsd.model.ipvs import Family, IPAddress, Protocol
 from ipvsd.model.service import ServiceRef
 from ipvsd.model.tracked_flow import FlowEnd
 from ipvsd.plan.desired import DesiredService
@@ -52,9 +54,15 @@ class UdpConntrackCleaner:
         self,
         planned: Mapping[ServiceRef, DesiredService],
         changed: Iterable[ServiceRef] | None = None,
+        *,
+        put_back: Set[FlowEnd] = frozenset(),
+        bound: Set[IPAddress] = frozenset(),
     ) -> CleanupOutcome:
         """Clean up after a sync that planned `planned` (every Service after a full sync; the
-        changed ones' new plans after a partial one, `changed` naming them)."""
+        changed ones' new plans after a partial one, `changed` naming them). `put_back` (UDP
+        virtual servers the sync added) and `bound` (addresses it bound) are checked too,
+        endpoints changed or not: a full sync that puts back what the kernel lost (`ipvsadm
+        -C`, a VIP removed by hand) must also free the flows blackholed meanwhile."""
         refs = (planned.keys() | self._frontends.keys()) if changed is None else set(changed)
         check = dict(self._pending)
         for ref in refs:
@@ -65,6 +73,11 @@ class UdpConntrackCleaner:
                 self._frontends[ref] = after
             else:
                 self._frontends.pop(ref, None)
+        if put_back or bound:
+            for frontends in self._frontends.values():
+                for frontend, serving in frontends.items():
+                    if frontend in put_back or frontend.address in bound:
+                        check.setdefault(frontend, serving)
         if not check:
             return NO_CLEANUP
         try:

@@ -13,7 +13,7 @@ from ipvsd.dataplane.addresses import FakeAddresses
 from ipvsd.dataplane.conntrack_fake import FakeConntrack
 from ipvsd.dataplane.ipvs_fake import FakeIpvs
 from ipvsd.model.endpoint import Endpoint, EndpointPort, EndpointSlice
-from ipvsd.model.ipvs import Family, Protocol, parse_address
+from ipvsd.model.ipvs import DeleteService, Family, Protocol, parse_address
 from ipvsd.model.service import Service, ServicePort, ServiceRef, ServiceType
 from ipvsd.model.tracked_flow import FlowEnd, FlowTuple, TrackedFlow
 from ipvsd.reconcile.syncer import Syncer, SyncSettings
@@ -130,3 +130,58 @@ async def test_a_failed_cleanup_is_logged_once_reported_and_retried(
     third = await syncer.sync(full=True)  # nothing changed since, but the failed work is retried
     assert (third.conntrack.deleted, third.conntrack.failed) == (1, False)
     assert stale not in conntrack.entries
+
+
+async def test_a_virtual_server_deleted_by_hand_is_put_back_and_its_blackhole_deleted(
+    cluster: Cluster, conntrack: FakeConntrack
+) -> None:
+    """`ipvsadm -C` on a node: until the next full sync the host answers the VIP (or nobody
+    does) and a client that keeps sending from one port keeps that entry alive; the full sync
+    that adds the virtual server again must delete it, though no endpoint changed."""
+    ipvs = FakeIpvs()
+    syncer = Syncer(
+        ipvs=ipvs,
+        addresses=FakeAddresses(host=[(parse_address("192.168.1.10"), "eth0")]),
+        firewall=RecordingFirewall(),
+        settings=SyncSettings(node_name="node-a", families=(Family.INET,)),
+        services=lambda: list(cluster.services.values()),
+        slices_of=lambda ref: cluster.slices.get(ref, []),
+        own_node=lambda: None,
+        conntrack=conntrack,
+    )
+    dns_with(cluster, POD_A)
+    await syncer.sync(full=True)
+    await ipvs.apply([DeleteService(server.key) for server in await ipvs.dump()])
+    blackhole = conntrack.track(flow_from(40001, VIP))
+    live = conntrack.track(flow_from(40002, POD_A))
+
+    await syncer.sync(full=True)  # the periodic check
+
+    assert [server.key.address for server in await ipvs.dump()] == [VIP.address]
+    assert blackhole not in conntrack.entries
+    assert conntrack.entries == [live]
+
+
+async def test_a_vip_removed_by_hand_is_bound_again_and_its_blackhole_deleted(
+    cluster: Cluster, conntrack: FakeConntrack
+) -> None:
+    addresses = FakeAddresses(host=[(parse_address("192.168.1.10"), "eth0")])
+    syncer = Syncer(
+        ipvs=FakeIpvs(),
+        addresses=addresses,
+        firewall=RecordingFirewall(),
+        settings=SyncSettings(node_name="node-a", families=(Family.INET,)),
+        services=lambda: list(cluster.services.values()),
+        slices_of=lambda ref: cluster.slices.get(ref, []),
+        own_node=lambda: None,
+        conntrack=conntrack,
+    )
+    dns_with(cluster, POD_A)
+    await syncer.sync(full=True)
+    await addresses.unbind([VIP.address])  # ip addr del 10.96.0.10/32 dev kube-ipvs0
+    blackhole = conntrack.track(flow_from(40001, VIP))
+
+    await syncer.sync(full=True)
+
+    assert VIP.address in await addresses.bound()
+    assert blackhole not in conntrack.entries
