@@ -59,7 +59,7 @@ from ipvsd.testing.disruption_harness import (
 )
 from ipvsd.testing.traffic import Flow, FlowResult, Generator
 
-DRAIN_BOUND_S = 40  # --ipvs-drain-timeout for drain-across-restart: longer than restart + checks
+DRAIN_BOUND_S = 60  # --ipvs-drain-timeout for drain-across-restart: beyond the grace's end
 RESTART_AFTER_S = 12.0  # into the drain: a bound counted from the drain's start would be near
 GRACE_S = 6.0  # the rollout's terminationGracePeriodSeconds
 PAGE_DELAY_S = 2.0  # before each page of the EndpointSlice list (partial-list)
@@ -276,11 +276,11 @@ def _removal_note(
 ) -> str:
     if removed is None:
         return f"the real server was still there {DRAIN_BOUND_S + 40} s after the grace ended"
-    first_sync = "never seen" if synced is None else f"{synced - restarted:.1f}"
+    first_sync = ("its first sync never seen" if synced is None else
+                  f"{removed - synced:.1f} s after its first sync was seen done")  # fmt: skip
     return (f"its real server left {CLIENT_NODE}'s table {removed - began:.1f} s after the drain "
-            f"began, {removed - restarted:.1f} s after the restart, whose first sync came "
-            f"{first_sync} s after it (bound {DRAIN_BOUND_S} s, looked at every sync period: "
-            "it counts from the restarted daemon's first sync)")  # fmt: skip
+            f"began, {removed - restarted:.1f} s after the restart, {first_sync} (bound "
+            f"{DRAIN_BOUND_S} s, counted from that sync's start, looked at each sync)")  # fmt: skip
 
 
 # --- partial-list -----------------------------------------------------------------------------
