@@ -47,6 +47,10 @@ class Reachability:
         self._waiters = 0
         self._back = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Whether the last probe went unanswered: kept while nobody waits (the loop stops), so
+        # a watch that fails again and restarts the loop just as the server returns is still
+        # woken by the first answer.
+        self._unanswered = False
         self.probes = 0  # sent so far (tests and the harness count them)
 
     async def wait(self, delay: float, sleep: Sleep) -> bool:
@@ -70,7 +74,6 @@ class Reachability:
                 self._task = None
 
     async def _run(self) -> None:
-        unanswered = False
         while True:
             self.probes += 1
             try:
@@ -79,10 +82,10 @@ class Reachability:
                 log.exception("API reachability probe failed")
                 answered = False
             if not answered:
-                unanswered = True
-            elif unanswered:
+                self._unanswered = True
+            elif self._unanswered:
                 log.info("the API server answers again: watches retry now")
-                unanswered = False
+                self._unanswered = False
                 self._back.set()
                 self._back = asyncio.Event()
             pause = self.interval * (1.0 + JITTER * (2.0 * self._random() - 1.0))

@@ -61,3 +61,16 @@ async def test_every_waiting_watch_shares_one_probe_loop_which_stops_with_the_la
     calls = probe.calls
     await asyncio.sleep(0.3)
     assert probe.calls == calls  # nobody waits: no probing
+
+
+async def test_a_loop_started_again_remembers_the_server_was_down() -> None:
+    """Every watch's backoff ended and the loop stopped; a watch fails again just as the
+    server returns and starts the loop again: its first answer must still wake it."""
+    probe = ScriptedProbe(False)
+    reachability = Reachability(probe, interval=0.05)
+    assert not await reachability.wait(0.12, asyncio.sleep)  # down all along: no wake
+    probe.answers = [True]
+    started = time.monotonic()
+
+    assert await reachability.wait(30.0, asyncio.sleep)
+    assert time.monotonic() - started < 1.0
