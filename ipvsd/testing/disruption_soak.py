@@ -218,10 +218,11 @@ async def soak(h: Harness) -> Fault:
              f"slice changes, {recreated} Services deleted and created again"]  # fmt: skip
     for d in daemons:
         restarted = f" (pids {sorted(d.pids)}: restarted!)" if len(d.pids) > 1 else ""
+        series = " ".join(f"{value / (1024 * 1024):.0f}" for value in d.rss.values)
         notes.append(
             f"{d.node} start/end/peak: RSS {d.rss.text(' MiB', 1024 * 1024)}, fds "
-            f"{d.fds.text()}, asyncio tasks {d.tasks.text()} ({len(d.rss.values)} samples)"
-            f"{restarted}"
+            f"{d.fds.text()}, asyncio tasks {d.tasks.text()} ({len(d.rss.values)} samples, "
+            f"RSS MiB every {SAMPLE_EVERY_S:.0f}s: {series}){restarted}"
         )
         h.say(f"  {notes[-1]}")
     _figures[id(h)] = notes
