@@ -146,11 +146,16 @@ def _pods_in_words(config: FirewallConfig, family: Family) -> str:
 
 
 def _local(entry: DesiredVirtualServer) -> Iterable[RealServer]:
-    """The real servers that may be pods of this node (the only ones that can hairpin)."""
+    """The real servers that may be pods of this node (the only ones that can hairpin). A
+    loopback address is never a pod's, and masquerading a loopback connection to itself
+    breaks it: with an API server advertised on 127.0.0.1 (the test emulator's default, in
+    `default/kubernetes`), every new connection of this node to the API would hang once the
+    table is loaded (as the critical Services are, before the informers list)."""
     if entry.selection is None:
-        return entry.real_servers
+        return (real for real in entry.real_servers if not real.address.is_loopback)
     return (
         real
         for real, chosen in zip(entry.real_servers, entry.selection.chosen, strict=True)
-        if chosen.proximity is Proximity.NODE or chosen.backend.node_name is None
+        if (chosen.proximity is Proximity.NODE or chosen.backend.node_name is None)
+        and not real.address.is_loopback
     )

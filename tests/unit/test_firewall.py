@@ -94,6 +94,16 @@ def test_real_servers_on_this_node_or_of_unknown_node_are_in_the_hairpin_set() -
     assert got.hairpin == {(POD, TCP, 8080), (unplaced, TCP, 8080)}
 
 
+def test_a_loopback_real_server_is_never_masqueraded_as_a_hairpin() -> None:
+    """An API server advertised on 127.0.0.1 (the test emulator's `default/kubernetes`):
+    masquerading this node's loopback connections to it would hang each new one."""
+    loopback = parse_address("127.0.0.1")
+    endpoints = (Endpoint(POD, node_name="node-a"), Endpoint(loopback))
+    slices = [replace(SLICES[0], endpoints=endpoints)]
+    got = firewall_for([(BASE, desired_service(BASE, slices, NODE))], FirewallConfig())
+    assert got.hairpin == {(POD, TCP, 8080)}
+
+
 def test_load_balancer_source_ranges_restrict_only_the_lb_vip_of_their_family() -> None:
     ranges = (ip_network("192.0.2.0/24"), ip_network("2001:db8::/64"))
     got = firewall(replace(BASE, load_balancer_source_ranges=ranges))
