@@ -9,4 +9,6 @@
 # whose last line is the cold-start benchmark's.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# this checkout's ipvsd, not an editable install's (a git worktree shares the venv)
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 exec hack/kernel-run.sh python hack/bench_vips_vm.py "$@"
