@@ -23,6 +23,7 @@ import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 
 from ipvsd.config.settings import ProxyConfig
 from ipvsd.dataplane.addresses import DEVICE, Addresses, RtnlAddresses
@@ -33,6 +34,7 @@ from ipvsd.dataplane.ipvs import Ipvs
 from ipvsd.dataplane.ipvs_netlink import NetlinkIpvs
 from ipvsd.dataplane.kube_proxy_leftovers import NetfilterLeftovers
 from ipvsd.dataplane.nft import NftFirewall, check_support
+from ipvsd.dataplane.service_routes import RtnlServiceRoutes, ServiceRoutes
 from ipvsd.dataplane.sysctl import Sysctl
 from ipvsd.kube.auth import Credentials, load_credentials
 from ipvsd.kube.client import ApiClient
@@ -101,6 +103,7 @@ def sync_settings(config: ProxyConfig) -> SyncSettings:
         node_ports=config.nodeport_addresses,
         node_port_range=config.node_port_range,
         exclude_cidrs=config.ipvs_exclude_cidrs,
+        service_routes=config.routed_service_cidrs,
         firewall=config.firewall_config,
         topology_source=config.topology_source,
         drain_timeout=config.ipvs_drain_timeout,
@@ -180,11 +183,14 @@ def informed_syncer(
     firewall: FirewallPort,
     leftovers: KubeProxyLeftovers | None = None,
     conntrack: Conntrack | None = None,
+    routes: ServiceRoutes | None = None,
 ) -> Syncer:
     """The syncer reading the informers' stores, over the given adapters (the daemon's real
     ones; the benchmark's timed or fake ones). With `leftovers`, kube-proxy's leftovers are
     removed after full syncs until none is left (`reconcile.takeover`); with `conntrack`,
-    stale UDP conntrack entries are deleted after syncs (`reconcile.udp_conntrack`)."""
+    stale UDP conntrack entries are deleted after syncs (`reconcile.udp_conntrack`); with
+    `routes`, --service-cluster-ip-range's IPv4 ranges are made local by one route each
+    (without it, every ClusterIP is bound on kube-ipvs0)."""
     needs = _needs_other_nodes(config)
 
     def service_of(ref: ServiceRef) -> Service | None:
@@ -195,11 +201,14 @@ def informed_syncer(
         found = (service_of(s.ref) for s in informers.services.store.values())
         return [service for service in found if service is not None]
 
+    settings = sync_settings(config)
+    if routes is None:
+        settings = replace(settings, service_routes=())
     syncer = Syncer(
         ipvs=ipvs,
         addresses=addresses,
         firewall=firewall,
-        settings=sync_settings(config),
+        settings=settings,
         services=services,
         slices_of=lambda ref: tracker.slices_of(ref).values(),
         own_node=lambda: _own_node(informers),
@@ -207,6 +216,7 @@ def informed_syncer(
         service_of=service_of,
         after_full_sync=leftovers.remove if leftovers is not None else None,
         conntrack=conntrack,
+        routes=routes,
     )
     return syncer
 
@@ -273,6 +283,7 @@ async def cleanup(config: ProxyConfig) -> int:
     """Remove what ipvsd (or kube-proxy's IPVS mode) put into this node's kernel; leave the rest."""
     ipvs = await NetlinkIpvs.open()
     addresses = RtnlAddresses()
+    routes = RtnlServiceRoutes()
     try:
         host = await addresses.host_addresses()
         ownership = Ownership.of(
@@ -280,6 +291,7 @@ async def cleanup(config: ProxyConfig) -> int:
             node_port_addresses=node_port_addresses(host, sync_settings(config)),
             node_port_range=config.node_port_range,
             excluded=config.ipvs_exclude_cidrs,
+            routed=config.routed_service_cidrs,
         )
         owned = [DeleteService(s.key) for s in await ipvs.dump() if ownership.owns(s.key)]
         result = await ipvs.apply(owned)
@@ -287,12 +299,16 @@ async def cleanup(config: ProxyConfig) -> int:
             log.error("cleanup: %s", error)
         await NftFirewall().cleanup()
         await addresses.remove_device()
+        await routes.remove(await routes.present())  # ipvsd's, by their protocol number
         log.info(
-            "cleanup removed %d virtual servers, the nftables table and %s", len(owned), DEVICE
+            "cleanup removed %d virtual servers, the nftables table, %s and ipvsd's local routes",
+            len(owned),
+            DEVICE,
         )
         kube_proxy_gone = await KubeProxyLeftovers(NetfilterLeftovers()).remove()
         return 0 if result.ok and kube_proxy_gone else 1
     finally:
+        await routes.close()
         await addresses.close()
         await ipvs.close()
 
@@ -323,6 +339,7 @@ async def run(config: ProxyConfig) -> int:
         ipvs = await open_ipvs()
         addresses = RtnlAddresses()
         conntrack = NetlinkConntrack()
+        routes = RtnlServiceRoutes()
         try:
             configure_kernel(config)
             if config.ipvs_timeouts != Timeouts():
@@ -337,8 +354,10 @@ async def run(config: ProxyConfig) -> int:
                 metrics=metrics,
                 leftovers=KubeProxyLeftovers(NetfilterLeftovers()) if takeover else None,
                 conntrack=conntrack,
+                routes=routes,
             )
         finally:
+            await routes.close()
             await conntrack.close()
             await addresses.close()
             await ipvs.close()
@@ -358,11 +377,12 @@ async def serve(
     metrics: ProxyMetrics,
     leftovers: KubeProxyLeftovers | None = None,
     conntrack: Conntrack | None = None,
+    routes: ServiceRoutes | None = None,
 ) -> int:
     """Watch the API and keep the kernel in step over the given adapters (the real ones from
     `run`; fakes in tests), until cancelled or, with `once`, after the first full sync.
     `leftovers`: kube-proxy's, removed after full syncs (the takeover); `conntrack`: where
-    stale UDP entries are deleted after syncs."""
+    stale UDP entries are deleted after syncs; `routes`: the Service CIDRs' local routes."""
     service_health = ServiceHealthServers(proxy_healthy=health.is_healthy)
     try:
         async with _informers(config, credentials) as (informers, tracker, client):
@@ -377,6 +397,7 @@ async def serve(
                 firewall=firewall,
                 leftovers=leftovers,
                 conntrack=conntrack,
+                routes=routes,
             )
             metrics.read_topology_from(
                 lambda: (

@@ -302,6 +302,16 @@ FLAGS = (
         "LOW-HIGH",
     ),
     Flag(
+        "service_cluster_ip_range",
+        lambda text, name: parse_cidrs(split_list(text), name),
+        "The API server's --service-cluster-ip-range (its CIDRs, several allowed): IPv4 ones "
+        "are made local by one route each instead of one kube-ipvs0 address per ClusterIP, "
+        "and the firewall rejects every port there that no Service serves (default: none, "
+        "every ClusterIP is bound, as kube-proxy does)",
+        "CIDRS",
+        repeatable=True,
+    ),
+    Flag(
         "topology_source",
         parse_topology_source,
         "Where topology preferences come from (default hints): hints (EndpointSlice hints, "

@@ -112,6 +112,9 @@ class ProxyConfig:
     node_port_range: tuple[int, int] = field(
         default=DEFAULT_NODE_PORT_RANGE, metadata=_named("--node-port-range")
     )
+    service_cluster_ip_range: tuple[IPNetwork, ...] = field(
+        default=(), metadata=_named("--service-cluster-ip-range")
+    )  # empty: every ClusterIP is bound as an address on kube-ipvs0, as kube-proxy does
 
     ipvs_scheduler: str = field(default="rr", metadata=_named("--ipvs-scheduler", "ipvs.scheduler"))
     ipvs_sync_period: float = field(
@@ -239,7 +242,16 @@ class ProxyConfig:
             ),
             masquerade_all=self.masquerade_all,
             masquerade_bit=self.masquerade_bit,
+            service_cidrs=self.routed_service_cidrs,
         )
+
+    @property
+    def routed_service_cidrs(self) -> tuple[IPNetwork, ...]:
+        """The Service CIDRs made local by one route each (`dataplane.service_routes`)
+        instead of one kube-ipvs0 address per ClusterIP: the IPv4 ones of
+        --service-cluster-ip-range. IPv6 ClusterIPs stay bound one by one (a host connection
+        to an IPv6 local route's address leaves from ::1; the module says more)."""
+        return tuple(net for net in self.service_cluster_ip_range if net.version == 4)
 
 
 _FIELDS = {f.name: f for f in fields(ProxyConfig)}

@@ -113,6 +113,8 @@ def _family_sets(firewall: Firewall, elements: dict[str, list[str]], v4: bool) -
     ]
     cidrs = [str(net) for net in firewall.config.pod_cidrs if _is_v4(net) == v4]
     declared.append(_set(f"pod_cidrs{n}", addr, cidrs, interval=True))
+    ranges = [str(net) for net in firewall.config.service_cidrs if _is_v4(net) == v4]
+    declared.append(_set(f"service_cidrs{n}", addr, ranges, interval=True))
     return "".join(declared)
 
 
@@ -189,6 +191,8 @@ def _filter_rules(v4: bool, *, inbound: bool) -> list[str]:
     rules = [f"{match} @lb_restricted{n} {match} . {ip} saddr != @lb_allowed{n} drop"]
     if inbound:
         rules.append(f"ct state new {ip} daddr @vips{n} {match} != @vip_ports{n} reject")
+        # the routed Service CIDRs: every address is local, with a Service or without one
+        rules.append(f"ct state new {ip} daddr @service_cidrs{n} {match} != @vip_ports{n} reject")
     return rules
 
 

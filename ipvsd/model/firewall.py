@@ -31,6 +31,10 @@ class FirewallConfig:
     `pod_cidrs_from_node`, which the syncer fills in from the Node) or by the interface it
     arrives on (`pod_interface`: a bridge; `pod_interface_prefix`: every interface whose name
     starts so). With none of them, pods cannot be told apart in that IP family.
+
+    `service_cidrs` are the ranges a local route makes the host's (`dataplane.service_routes`):
+    the reject of non-service ports covers each of them whole, with or without a Service on
+    an address, as it covers each bound VIP.
     """
 
     pod_cidrs: tuple[IPNetwork, ...] = ()
@@ -39,6 +43,9 @@ class FirewallConfig:
     pod_interface_prefix: str = ""
     masquerade_all: bool = False
     masquerade_bit: int = DEFAULT_MASQUERADE_BIT
+    # Service CIDRs made local by a route (every address of them is the host's): new
+    # connections to any of their addresses on a port no Service serves are rejected
+    service_cidrs: tuple[IPNetwork, ...] = ()
 
     @property
     def masquerade_mark(self) -> int:

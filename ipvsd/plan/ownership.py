@@ -6,6 +6,8 @@ restart and takes over the table a kube-proxy left behind:
 
 - a virtual server on an address bound to the proxy's dummy interface (`kube-ipvs0`): only a
   service proxy puts addresses there (ClusterIPs, externalIPs, load-balancer IPs);
+- a virtual server on an address of a Service CIDR that ipvsd's local route makes the host's
+  (`--service-cluster-ip-range`, `dataplane.service_routes`): only ClusterIPs live there;
 - a virtual server on one of the NodePort addresses with a port in the NodePort range;
 - never anything inside `--ipvs-exclude-cidrs`, and never a fwmark service (ipvsd makes none).
 """
@@ -28,6 +30,7 @@ class Ownership:
     node_port_addresses: frozenset[IPAddress]
     node_port_range: tuple[int, int] = DEFAULT_NODE_PORT_RANGE
     excluded: tuple[IPNetwork, ...] = ()
+    routed: tuple[IPNetwork, ...] = ()
 
     @staticmethod
     def of(
@@ -36,9 +39,14 @@ class Ownership:
         node_port_addresses: Iterable[IPAddress],
         node_port_range: tuple[int, int] = DEFAULT_NODE_PORT_RANGE,
         excluded: Iterable[IPNetwork] = (),
+        routed: Iterable[IPNetwork] = (),
     ) -> Ownership:
         return Ownership(
-            frozenset(bound), frozenset(node_port_addresses), node_port_range, tuple(excluded)
+            frozenset(bound),
+            frozenset(node_port_addresses),
+            node_port_range,
+            tuple(excluded),
+            tuple(routed),
         )
 
     def owns(self, key: ServiceKey) -> bool:
@@ -48,6 +56,8 @@ class Ownership:
         if any(address.version == net.version and address in net for net in self.excluded):
             return False
         if address in self.bound_addresses:
+            return True
+        if any(address.version == net.version and address in net for net in self.routed):
             return True
         low, high = self.node_port_range
         return address in self.node_port_addresses and low <= key.port <= high

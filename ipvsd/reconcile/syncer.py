@@ -13,8 +13,12 @@ only and sends the firewall as element changes. The periodic full sync rebuilds 
 the kernel and the informers, so drift (an address removed by hand, a new node address) is
 corrected within one sync period; after a failed sync the next one is full.
 
-Order: the firewall first, then IPVS, then new VIPs are bound, and addresses nothing needs
-any more are unbound last. A bound address is reachable at once, on every port: binding it
+Order: the firewall first, then IPVS, then the Service CIDRs' local routes are added and new
+VIPs are bound, and addresses (and routes) nothing needs any more are removed last. A ClusterIP
+inside a routed Service CIDR (`--service-cluster-ip-range`, `dataplane.service_routes`) is
+not bound at all: the route makes it local, so a cold start does no per-address rtnetlink
+work for those, and kube-proxy's /32s there are unbound once the route covers them. A bound
+address is reachable at once, on every port: binding it
 before its reject rule exists would expose the host's own listeners on it, and binding it
 before its virtual servers exist would hand their first connections to the host. The one
 exception, on a full sync, is documented at `_early`. Kernel refusals are logged per object
@@ -36,6 +40,7 @@ from ipvsd.config.values import NodePortAddresses, TopologySource
 from ipvsd.dataplane.addresses import Addresses, AddressesRefused
 from ipvsd.dataplane.conntrack import Conntrack
 from ipvsd.dataplane.ipvs import Ipvs
+from ipvsd.dataplane.service_routes import ServiceRoutes
 from ipvsd.model.endpoint import EndpointSlice
 from ipvsd.model.firewall import Firewall, FirewallConfig
 from ipvsd.model.ipvs import (
@@ -87,6 +92,9 @@ class SyncSettings:
     schedulers: frozenset[str] = KNOWN_SCHEDULERS
     topology_source: TopologySource = "hints"  # --topology-source
     external_ips: ExternalIPPolicy = field(default_factory=ExternalIPPolicy)
+    # Service CIDRs made local by a route instead of binding their ClusterIPs (IPv4 ones of
+    # --service-cluster-ip-range); they need `Syncer(routes=...)`
+    service_routes: tuple[IPNetwork, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,13 +134,15 @@ class Syncer:
         after_full_sync: Callable[[], Awaitable[object]] | None = None,
         conntrack: Conntrack | None = None,
         planner: Planner = desired_service,
+        routes: ServiceRoutes | None = None,
     ) -> None:
         """`services` lists every Service (full syncs); `service_of` finds one (partial syncs;
         without it they search `services`, which costs time in proportion to the cluster).
         `after_full_sync` runs once each full sync has put everything in place (the takeover
         from kube-proxy removes its leftovers there); its failure is logged, not raised.
         `planner` plans one Service (`plan.desired.desired_service`; tests give one that
-        fails for a chosen Service, to show that the failure stays with it)."""
+        fails for a chosen Service, to show that the failure stays with it). `routes` adds
+        and removes the local routes of `settings.service_routes`."""
         self._ipvs = ipvs
         self._addresses = addresses
         self._firewall = firewall
@@ -169,6 +179,11 @@ class Syncer:
         self._refused_keys: set[ServiceKey] = set()  # a scheduler refused: plan again now
         self._retry: set[ServiceRef] = set()  # planning failed: planned again at every sync
         self._held: frozenset[ServiceRef] = frozenset()  # nft refused them: kept as they were
+        if settings.service_routes and routes is None:
+            raise ValueError("settings.service_routes needs a ServiceRoutes adapter (routes=)")
+        self._routes = routes
+        # the Service CIDRs whose route is in place: their ClusterIPs are not bound
+        self._routed: tuple[IPNetwork, ...] = ()
 
     # --- planning -----------------------------------------------------------------------------
 
@@ -291,7 +306,7 @@ class Syncer:
         3. nft loads the table (its own process) while the rest of the table is diffed.
         4. With the firewall in place, the rest of IPVS is changed; then VIPs are bound, so
            an address answers only once its filter and its virtual servers exist."""
-        host = await self._addresses.host_addresses()
+        host, routes_before = await self._host_and_routes()
         dumping = asyncio.ensure_future(self._ipvs.dump())
         await asyncio.sleep(0)  # the dump reaches its worker thread before planning starts
         try:
@@ -307,7 +322,7 @@ class Syncer:
             for desired in planned.values()
             for d in desired.virtual_servers
         }
-        early = _early(planned, observed, host)
+        early = _early(planned, observed, host, routed=tuple(routes_before))
         creations = [op for key in early for op in creation(*table.pop(key))]
         adding = asyncio.ensure_future(self._apply(creations))
         await asyncio.sleep(0)  # the kernel adds them while this thread goes on
@@ -319,6 +334,7 @@ class Syncer:
                 node_port_addresses=node.node_port_addresses,
                 node_port_range=self.settings.node_port_range,
                 excluded=self.settings.exclude_cidrs,
+                routed=self.settings.service_routes,
             )
             parts = {ref: self._firewall_part(current[ref], d) for ref, d in planned.items()}
             self._ledger.config = firewall_config(self.settings.firewall, self._own_node())
@@ -334,13 +350,15 @@ class Syncer:
             planned, ops = self._hold(planned, observed, early, ownership)
             bound_before, wanted = self._addresses_wanted(planned, host)
         failures = adding.result() + await self._apply(ops)
-        refused = await self._bind(wanted - bound_before)
+        wanted, refused = await self._route_and_bind(planned, host, bound_before, wanted)
         cleanup = await self._clean_conntrack(
-            planned, added=[*creations, *ops], bound=wanted - bound_before - refused
+            planned,
+            added=[*creations, *ops],
+            bound=self._newly_local(planned, wanted - bound_before - refused, routes_before),
         )
         self.programmed = planned
         self._services_by_ref = current
-        await self._unbind(bound_before - wanted)
+        await self._unbind(bound_before - wanted, stale_routes=routes_before - set(self._routed))
         self._node, self._on_device = node, set(wanted) - refused
         self._elsewhere = frozenset(a for a, name in host if name != self.settings.device)
         self._wanted = {}
@@ -374,7 +392,6 @@ class Syncer:
             else:
                 planned[ref] = desired
         planned, losers = self._claims.resolve(planned, refs, previous=self.programmed)
-        newly, unwanted = self._recount_addresses(refs, planned)
         ops: list[Operation] = []
         for ref in sorted(refs):
             ops.extend(await self._service_ops(self.programmed.get(ref), planned.get(ref)))
@@ -388,6 +405,9 @@ class Syncer:
             parts[ref] = None if desired is None else self._firewall_part(current[ref], desired)
             self._ledger.set_part(ref, parts[ref])
         await self._loader.update(parts)  # filters and masquerade ready before traffic flows
+        if self._routes is not None and set(self._routed) != set(self.settings.service_routes):
+            await self._add_routes()  # before the first full sync, or after a refusal
+        newly, unwanted = self._recount_addresses(refs, planned)
         failures = await self._apply(ops)
         refused = await self._bind(newly)  # a new VIP answers once its filter and servers exist
         cleanup = await self._clean_conntrack(planned, refs | losers)
@@ -441,7 +461,11 @@ class Syncer:
             before, after = self.programmed.get(ref), planned.get(ref)
             gone |= self._count_addresses(before.bound_addresses if before else (), -1)
             came |= self._count_addresses(after.bound_addresses if after else (), +1)
-        newly = {a for a in came - gone if a not in self._elsewhere and a not in self._on_device}
+        newly = {
+            a
+            for a in came - gone
+            if a not in self._elsewhere and a not in self._on_device and not self._is_routed(a)
+        }
         unwanted = {a for a in gone - came if a in self._on_device}
         return newly, unwanted
 
@@ -475,10 +499,16 @@ class Syncer:
         return ops
 
     def _addresses_wanted(
-        self, planned: Mapping[ServiceRef, DesiredService], host: list[tuple[IPAddress, str]]
+        self,
+        planned: Mapping[ServiceRef, DesiredService],
+        host: list[tuple[IPAddress, str]],
+        routed: tuple[IPNetwork, ...] | None = None,
     ) -> tuple[frozenset[IPAddress], frozenset[IPAddress]]:
         """(bound on the device now, wanted there). Addresses that are already on another
-        interface stay there (the host answers for them anyway)."""
+        interface stay there (the host answers for them anyway); addresses inside a `routed`
+        Service CIDR are not bound (its local route makes them the host's; by default the
+        configured ones)."""
+        routed = self.settings.service_routes if routed is None else routed
         device = self.settings.device
         elsewhere = {address for address, name in host if name != device}
         bound_before = frozenset(address for address, name in host if name == device)
@@ -486,9 +516,88 @@ class Syncer:
             address
             for desired in planned.values()
             for address in desired.bound_addresses
-            if address not in elsewhere
+            if address not in elsewhere and not _covered(address, routed)
         )
         return bound_before, wanted
+
+    async def _host_and_routes(self) -> tuple[list[tuple[IPAddress, str]], frozenset[IPNetwork]]:
+        """The host's (address, interface) pairs and ipvsd's local routes now in the kernel."""
+        host = await self._addresses.host_addresses()
+        routes = await self._routes.present() if self._routes is not None else frozenset()
+        return host, routes
+
+    async def _route_and_bind(
+        self,
+        planned: Mapping[ServiceRef, DesiredService],
+        host: list[tuple[IPAddress, str]],
+        bound_before: frozenset[IPAddress],
+        wanted: frozenset[IPAddress],
+    ) -> tuple[frozenset[IPAddress], set[IPAddress]]:
+        """A full sync's routes, then its new addresses: (addresses wanted on the device,
+        those the kernel refused). If the routes are refused, this sync binds their
+        ClusterIPs one by one instead."""
+        if not await self._add_routes():
+            bound_before, wanted = self._addresses_wanted(planned, host, self._routed)
+        return wanted, await self._bind(wanted - bound_before)
+
+    def _newly_local(
+        self,
+        planned: Mapping[ServiceRef, DesiredService],
+        bound: frozenset[IPAddress],
+        routes_before: frozenset[IPNetwork],
+    ) -> frozenset[IPAddress]:
+        """The addresses this full sync made local: those it bound, and the planned ones of a
+        route it put (back) in place (removed by hand, or a first start): their UDP flows made
+        meanwhile are checked for stale conntrack entries as a re-bound VIP's are."""
+        added = tuple(net for net in self._routed if net not in routes_before)
+        if not added:
+            return bound
+        routed = {
+            address
+            for desired in planned.values()
+            for address in desired.bound_addresses
+            if _covered(address, added)
+        }
+        return bound | routed
+
+    def _is_routed(self, address: IPAddress) -> bool:
+        return _covered(address, self._routed)
+
+    async def _add_routes(self) -> bool:
+        """Add the Service CIDRs' local routes (after the firewall that rejects their other
+        ports is in place); False if the kernel refused, in which case their ClusterIPs are
+        bound one by one until a later sync adds the routes."""
+        wanted = self.settings.service_routes
+        if self._routes is None or not wanted:
+            self._routed = ()
+            return True
+        try:
+            await self._routes.add(wanted)
+        except OSError as error:
+            self._routed = ()
+            self.kernel.record("add_route", ok=False, count=len(wanted))
+            self.problems.report(
+                "route",
+                "service CIDRs",
+                f"local routes for {', '.join(map(str, wanted))}: the kernel refused ({error}); "
+                f"their ClusterIPs are bound one by one; tried again at every sync",
+            )
+            return False
+        self.kernel.record("add_route", ok=True, count=len(wanted))
+        self.problems.resolved("route", "service CIDRs")
+        self._routed = wanted
+        return True
+
+    async def _remove_routes(self, stale: Iterable[IPNetwork]) -> None:
+        """Remove ipvsd's local routes no longer configured (after their ClusterIPs were
+        bound one by one); a refusal is logged, the route tried again at the next full sync."""
+        stale = tuple(stale)
+        if self._routes is None or not stale:
+            return
+        try:
+            await self._routes.remove(stale)
+        except OSError as error:
+            log.error("removing local routes %s: %s", ", ".join(map(str, stale)), error)
 
     async def _bind(self, addresses: Iterable[IPAddress]) -> set[IPAddress]:
         """Bind; returns what the kernel refused (left unbound, tried again at the next full
@@ -496,8 +605,12 @@ class Syncer:
         await self._addresses.ensure_device()
         return await self._change_addresses("bind", addresses)
 
-    async def _unbind(self, addresses: Iterable[IPAddress]) -> None:
+    async def _unbind(
+        self, addresses: Iterable[IPAddress], *, stale_routes: Iterable[IPNetwork] = ()
+    ) -> None:
+        """Unbind, then remove ipvsd's routes no longer configured (`stale_routes`)."""
         await self._change_addresses("unbind", addresses)
+        await self._remove_routes(stale_routes)
 
     async def _change_addresses(self, verb: str, addresses: Iterable[IPAddress]) -> set[IPAddress]:
         ordered = sorted(addresses, key=_address_order)
@@ -643,17 +756,24 @@ def _table(
     }
 
 
+def _covered(address: IPAddress, networks: tuple[IPNetwork, ...]) -> bool:
+    return any(address.version == net.version and address in net for net in networks)
+
+
 def _early(
     planned: Mapping[ServiceRef, DesiredService],
     observed: Iterable[ObservedVirtualServer],
     host: Iterable[tuple[IPAddress, str]],
+    *,
+    routed: tuple[IPNetwork, ...] = (),
 ) -> list[ServiceKey]:
     """The virtual servers a full sync may add before the firewall is in place, sorted: new
     ClusterIP ones whose address the host does not have. No packet reaches such a virtual
     server until its address is bound (after the firewall) but this host's own, and the
     firewall restricts nothing for those: it only masquerades them, which a source that is a
     host address does not need. Anything else (NodePorts on live addresses, externalIPs and
-    load-balancer IPs with their source ranges, changes to existing servers) waits."""
+    load-balancer IPs with their source ranges, changes to existing servers) waits. An address
+    inside a Service CIDR whose local route is already there (`routed`) is the host's too."""
     present = {entry.key for entry in observed}
     local = {address for address, _ in host}
     keys = [
@@ -663,6 +783,7 @@ def _early(
         if d.kind is VipKind.CLUSTER_IP
         and d.server.key not in present
         and d.server.key.address not in local
+        and not (d.server.key.address is not None and _covered(d.server.key.address, routed))
     ]
     return sorted(keys, key=ServiceKey.sort_key)
 

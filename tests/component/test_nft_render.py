@@ -41,14 +41,37 @@ FULL = Firewall(
     ),
 )
 
+ROUTED = (ip_network("10.96.0.0/12"), ip_network("fd00:96::/108"))
+
 
 @pytest.mark.parametrize(
     "firewall",
-    [Firewall(), FULL, Firewall(config=FirewallConfig(masquerade_all=True))],
-    ids=["empty", "every-set-used", "masquerade-all"],
+    [
+        Firewall(),
+        FULL,
+        Firewall(config=FirewallConfig(masquerade_all=True)),
+        replace(FULL, config=replace(FULL.config, service_cidrs=ROUTED)),
+    ],
+    ids=["empty", "every-set-used", "masquerade-all", "routed-service-cidrs"],
 )
 def test_nft_accepts_the_rendered_table(firewall: Firewall) -> None:
     assert check_support(firewall) is None
+
+
+def test_new_connections_to_a_routed_service_cidr_off_service_ports_are_rejected() -> None:
+    """The route makes every address of the range local, with a Service or without one: the
+    reject covers the range whole (packets: tests/kernel/test_service_routes.py)."""
+    script = render(replace(FULL, config=replace(FULL.config, service_cidrs=ROUTED)))
+    assert "\t\tflags interval\n\t\telements = { 10.96.0.0/12 }" in script
+    assert "\t\tflags interval\n\t\telements = { fd00:96::/108 }" in script
+    assert (
+        "ct state new ip daddr @service_cidrs4 ip daddr . meta l4proto . th dport "
+        "!= @vip_ports4 reject" in script
+    )
+    assert (
+        "ct state new ip6 daddr @service_cidrs6 ip6 daddr . meta l4proto . th dport "
+        "!= @vip_ports6 reject" in script
+    )
 
 
 def test_nft_accepts_the_cleanup_script() -> None:

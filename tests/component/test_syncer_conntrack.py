@@ -6,12 +6,14 @@ The same cleanup with real packets on the real kernel: `tests/kernel/test_conntr
 from __future__ import annotations
 
 import logging
+from ipaddress import ip_network
 
 import pytest
 
 from ipvsd.dataplane.addresses import FakeAddresses
 from ipvsd.dataplane.conntrack_fake import FakeConntrack
 from ipvsd.dataplane.ipvs_fake import FakeIpvs
+from ipvsd.dataplane.service_routes import FakeServiceRoutes
 from ipvsd.model.endpoint import Endpoint, EndpointPort, EndpointSlice
 from ipvsd.model.ipvs import DeleteService, Family, Protocol, parse_address
 from ipvsd.model.service import Service, ServicePort, ServiceRef, ServiceType
@@ -184,4 +186,38 @@ async def test_a_vip_removed_by_hand_is_bound_again_and_its_blackhole_deleted(
     await syncer.sync(full=True)
 
     assert VIP.address in await addresses.bound()
+    assert blackhole not in conntrack.entries
+
+
+async def test_a_service_route_removed_by_hand_is_put_back_and_its_blackholes_deleted(
+    cluster: Cluster, conntrack: FakeConntrack
+) -> None:
+    """The routed Service CIDR's version of the above: `ip route del local 10.96.0.0/12` by
+    hand makes every ClusterIP of the range unserved at once; the full sync that puts the
+    route back deletes the blackhole entries made meanwhile."""
+    routes = FakeServiceRoutes()
+    syncer = Syncer(
+        ipvs=FakeIpvs(),
+        addresses=FakeAddresses(host=[(parse_address("192.168.1.10"), "eth0")]),
+        firewall=RecordingFirewall(),
+        settings=SyncSettings(
+            node_name="node-a",
+            families=(Family.INET,),
+            service_routes=(ip_network("10.96.0.0/12"),),
+        ),
+        services=lambda: list(cluster.services.values()),
+        slices_of=lambda ref: cluster.slices.get(ref, []),
+        own_node=lambda: None,
+        conntrack=conntrack,
+        routes=routes,
+    )
+    dns_with(cluster, POD_A)
+    await syncer.sync(full=True)
+    await syncer.sync(full=True)  # steady: the route stays, nothing is put back
+    await routes.remove(await routes.present())
+    blackhole = conntrack.track(flow_from(40001, VIP))
+
+    await syncer.sync(full=True)
+
+    assert await routes.present() == {ip_network("10.96.0.0/12")}
     assert blackhole not in conntrack.entries

@@ -82,7 +82,8 @@ def kube_proxy_was_here(backend: Backend) -> None:
 
 
 def clean_node() -> None:
-    """Back to nothing: every iptables table of both backends, sets, IPVS, kube-ipvs0."""
+    """Back to nothing: every iptables table of both backends, sets, IPVS, kube-ipvs0 and
+    ipvsd's local routes (protocol 125)."""
 
     def quietly(*args: str) -> None:
         subprocess.run(args, check=False, capture_output=True)
@@ -99,3 +100,4 @@ def clean_node() -> None:
     quietly("ipset", "destroy")
     quietly("ipvsadm", "-C")
     quietly("ip", "link", "del", "kube-ipvs0")
+    quietly("ip", "route", "flush", "table", "local", "proto", "125")

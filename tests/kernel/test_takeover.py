@@ -246,6 +246,7 @@ async def ipvsd_takes_over(before: dict[str, str]) -> None:
         flags = parse_args(
             [f"--kubeconfig={server.kubeconfig_path}", "--hostname-override=node-a",
              "--cluster-cidr=10.200.1.0/24", "--ipvs-sync-period=1s",
+             "--service-cluster-ip-range=10.96.0.0/12",
              "--healthz-bind-address=127.0.0.1:10256", "--metrics-bind-address=127.0.0.1:10249"],
             environ={},
         )  # fmt: skip
@@ -258,6 +259,12 @@ async def ipvsd_takes_over(before: dict[str, str]) -> None:
                     and ipsets() == ["user-set"]
                 ),
                 "kube-proxy's leftovers removed",
+            )
+            # The ClusterIPs kube-proxy bound went once ipvsd's route covered the range (the
+            # traffic running throughout shows no gap); the LB IP stays bound.
+            assert bound_on_dummy().split()[2:] == ["192.0.2.10/32"]
+            assert run("ip", "route", "show", "table", "local", "proto", "125").startswith(
+                "local 10.96.0.0/12 dev lo"
             )
             assert "table inet ipvsd" in run("nft", "list", "tables")
             table = ipvs_rules()
@@ -434,11 +441,21 @@ async def test_cleanup_removes_kube_proxys_leftovers_and_owned_servers_only(node
     kube_proxy_was_here("nft")
     run("ip", "link", "add", "test-node0", "type", "dummy")  # the node address of the NodePorts
     run("ip", "addr", "add", f"{NODE_ADDRESS}/24", "dev", "test-node0")
+    # a local route a previous ipvsd made for --service-cluster-ip-range, beside a hand-made one
+    run(
+        "ip", "route", "add", "local", "10.96.0.0/12", "dev", "lo", "table", "local", "proto", "125"
+    )
+    run("ip", "route", "add", "local", "10.250.0.0/16", "dev", "lo", "table", "local")
     flags = parse_args(["--cleanup", "--hostname-override=node-a"], environ={})
     try:
         assert await run_daemon(flags.config) == 0
     finally:
         run("ip", "link", "del", "test-node0")
+        routes = run("ip", "route", "show", "table", "local", "dev", "lo")
+        subprocess.run(["ip", "route", "del", "local", "10.250.0.0/16", "dev", "lo", "table",
+                        "local"], check=False)  # fmt: skip
+    assert "10.96.0.0/12" not in routes, "ipvsd's route went"
+    assert "local 10.250.0.0/16" in routes, "a route that is not ipvsd's stays"
 
     assert saved("nft") == before["ipv4"]
     assert saved("nft", "ipv6") == before["ipv6"]

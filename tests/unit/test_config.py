@@ -469,6 +469,9 @@ def test_ipvs_timeouts_are_whole_seconds() -> None:
          FirewallConfig(pod_interface_prefix="veth")),
         ({"masquerade_bit": 3, "masquerade_all": True},
          FirewallConfig(masquerade_bit=3, masquerade_all=True)),
+        # routed Service CIDRs: the IPv4 ones (an IPv6 range keeps per-address binding)
+        ({"service_cluster_ip_range": (ip_network("10.96.0.0/12"), ip_network("fd00::/108"))},
+         FirewallConfig(service_cidrs=(ip_network("10.96.0.0/12"),))),
     ],
 )  # fmt: skip
 def test_the_detect_local_mode_decides_how_the_firewall_tells_pods(

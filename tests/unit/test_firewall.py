@@ -81,6 +81,16 @@ def test_every_vip_and_service_port_is_known_for_rejecting_other_ports() -> None
     assert got.vip_ports == {(CIP, TCP, 80), (EIP, TCP, 80), (LBIP, TCP, 80)}
 
 
+def test_a_cluster_ip_in_a_routed_service_cidr_is_covered_by_the_range_not_listed() -> None:
+    """The range-wide reject covers it (nft: `service_cidrs4`); its ports stay service ports.
+    An externalIP or LB IP in the range would still be listed (only ClusterIPs live there)."""
+    config = FirewallConfig(service_cidrs=(ip_network("10.96.0.0/12"),))
+    got = firewall_for([(BASE, desired_service(BASE, SLICES, NODE))], config)
+    assert got.vips == {EIP, LBIP}
+    assert got.vip_ports == {(CIP, TCP, 80), (EIP, TCP, 80), (LBIP, TCP, 80)}
+    assert got.cluster_ip_ports == {(CIP, TCP, 80)}
+
+
 def test_real_servers_on_this_node_or_of_unknown_node_are_in_the_hairpin_set() -> None:
     remote, unplaced = parse_address("10.244.2.5"), parse_address("10.244.3.5")
     endpoints = (

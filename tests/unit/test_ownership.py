@@ -44,3 +44,15 @@ def test_excluded_cidr_is_never_owned_even_when_bound() -> None:
         excluded=[ip_network("10.96.100.0/24")],
     )
     assert not bound.owns(ServiceKey.tcp("10.96.100.5", 80))
+
+
+def test_a_virtual_server_in_a_routed_service_cidr_is_owned_without_a_bound_address() -> None:
+    routed = Ownership.of(
+        bound=[],
+        node_port_addresses=[],
+        excluded=[ip_network("10.96.100.0/24")],
+        routed=[ip_network("10.96.0.0/12")],
+    )
+    assert routed.owns(ServiceKey.tcp("10.96.0.10", 80))
+    assert not routed.owns(ServiceKey.tcp("10.96.100.5", 80)), "excluded wins"
+    assert not routed.owns(ServiceKey.tcp("10.112.0.1", 80)), "just outside the range"
