@@ -88,7 +88,8 @@ async def node_table(config: ProxyConfig) -> NodeTable:
     view = await _read(config, lambda client: read_cluster_view(client, config.proxy_name))
     node = _node(view.nodes, config.node_name, "--hostname-override")
     context = explain_context(config, node, view.nodes)
-    planned = Claims().resolve_all(  # two Services on one virtual server: as the daemon
+    created = {s.ref: s.created for s in view.services}
+    planned = Claims(created=created.__getitem__).resolve_all(  # as the daemon settles it
         {s.ref: desired_service(s, view.slices.get(s.ref, ()), context) for s in view.services}
     )
     entries: list[ServiceRules] = []

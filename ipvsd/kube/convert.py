@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
@@ -235,6 +235,13 @@ def service_from_dict(raw: RawObject) -> Service | None:
         raise _malformed(error) from error
 
 
+def _created(meta: Mapping[str, Any]) -> str:
+    """metadata.creationTimestamp, or "" if absent or not text: it only orders two Services
+    that claim one virtual server, so a bad one makes its Service the newest, not invalid."""
+    created = meta.get("creationTimestamp")
+    return created if isinstance(created, str) else ""
+
+
 def _service(raw: RawObject) -> Service | None:
     meta = _metadata(raw)
     ref = ServiceRef(
@@ -258,6 +265,7 @@ def _service(raw: RawObject) -> Service | None:
     return Service(
         ref=ref,
         uid=_optional_string(meta.get("uid"), "metadata.uid") or "",
+        created=_created(meta),
         type=service_type,
         cluster_ips=cluster_ips,
         ports=_service_ports(spec),

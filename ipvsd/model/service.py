@@ -73,6 +73,10 @@ class Service:
     health_check_node_port: int = 0
     traffic_distribution: str | None = None
     annotations: tuple[tuple[str, str], ...] = ()
+    # metadata.creationTimestamp as the API wrote it (RFC 3339 in UTC, so text order is time
+    # order); "" when absent. Decides which of two Services asking for one virtual server
+    # keeps it (`reconcile.claims`): the older one.
+    created: str = ""
 
     def annotation(self, key: str) -> str | None:
         for name, value in self.annotations:

@@ -165,7 +165,7 @@ class Syncer:
         self._elsewhere: frozenset[IPAddress] = frozenset()  # host addresses not on the device
         self._on_device: set[IPAddress] = set()  # bound by us or found on the device
         self._wanted: dict[IPAddress, int] = {}  # bound address → Services that want it
-        self._claims = Claims()
+        self._claims = Claims(created=self._created_of)
         self._ledger = FirewallLedger(settings.firewall)
         self._failed = False  # the state above is unreliable: the next sync is full
         self._said: dict[ServiceRef, tuple[tuple[str, ...], tuple[str, ...]]] = {}  # logged
@@ -186,6 +186,11 @@ class Syncer:
         self._routed: tuple[IPNetwork, ...] = ()
 
     # --- planning -----------------------------------------------------------------------------
+
+    def _created_of(self, ref: ServiceRef) -> str:
+        """A Service's creationTimestamp: the older of two keeps a virtual server (`claims`)."""
+        service = self._service_of(ref)
+        return service.created if service is not None else ""
 
     def node_context(self, host: list[tuple[IPAddress, str]]) -> NodeContext:
         """This node as the planner sees it, given the host's (address, interface) pairs."""

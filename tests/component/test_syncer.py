@@ -215,6 +215,49 @@ async def test_two_services_claiming_one_vip_port_the_first_keeps_it(
     assert "TCP 203.0.113.5:80 is already used by default/a" in caplog.text
 
 
+async def test_the_older_service_keeps_a_shared_vip_port_whatever_its_name(
+    syncer: Syncer, kernel: FakeIpvs, cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A newer Service cannot take an address an established one serves (CVE-2020-8554's
+    interception) by being named earlier; one without a timestamp counts as the newest."""
+    shared = (parse_address("203.0.113.5"),)
+    cluster.add(
+        "zeta", "10.96.0.10", "10.244.1.5", external_ips=shared, created="2026-01-01T00:00:00Z"
+    )
+    cluster.add(
+        "alpha", "10.96.0.20", "10.244.2.5", external_ips=shared, created="2026-06-01T00:00:00Z"
+    )
+    cluster.add("aaa", "10.96.0.30", "10.244.3.5", external_ips=shared)  # fmt: skip
+    await syncer.sync(full=True)
+    assert "-a -t 203.0.113.5:80 -r 10.244.1.5:8080 -m -w 1" in table(kernel)
+    assert "Service default/alpha: TCP 203.0.113.5:80 is already used by default/zeta" in (
+        caplog.text
+    )
+    assert "Service default/aaa: TCP 203.0.113.5:80 is already used by default/zeta" in (
+        caplog.text
+    )
+
+
+async def test_a_newer_service_changed_later_does_not_take_the_vip_port(
+    syncer: Syncer, kernel: FakeIpvs, cluster: Cluster
+) -> None:
+    """Partial syncs settle as the full one does: the newcomer (first in name order) loses,
+    and when the older Service changes it keeps what it has."""
+    shared = (parse_address("203.0.113.5"),)
+    old = cluster.add("zeta", "10.96.0.10", "10.244.1.5", external_ips=shared,
+                      created="2026-01-01T00:00:00Z")  # fmt: skip
+    await syncer.sync(full=True)
+    new = cluster.add("alpha", "10.96.0.20", "10.244.2.5", external_ips=shared,
+                      created="2026-06-01T00:00:00Z")  # fmt: skip
+    await syncer.sync(full=False, services=[new])
+    assert "-a -t 203.0.113.5:80 -r 10.244.1.5:8080 -m -w 1" in table(kernel)
+    cluster.add("zeta", "10.96.0.10", "10.244.1.6", external_ips=shared,
+                created="2026-01-01T00:00:00Z")  # fmt: skip
+    await syncer.sync(full=False, services=[old])
+    assert "-a -t 203.0.113.5:80 -r 10.244.1.6:8080 -m -w 1" in table(kernel)
+    assert "10.244.2.5" not in "\n".join(line for line in table(kernel) if "203.0.113.5" in line)
+
+
 async def test_a_refused_service_does_not_stop_the_others(
     syncer: Syncer, kernel: FakeIpvs, cluster: Cluster
 ) -> None:

@@ -14,7 +14,8 @@ informers, and planned as a full sync plans (`reconcile.syncer.node_context`,
 - no virtual server is planned twice, within a Service or across Services.
 
 The fuzzed objects live in namespace `zz-fuzz`, after the good ones': two Services asking for
-the same virtual server are settled by name (`reconcile.claims`: the earlier keeps it), and
+the same virtual server are settled by age, then name (`reconcile.claims`; none of these
+objects has a creationTimestamp, so the earlier name keeps it), and
 many fuzzed objects are copies of good ones, addresses included. A fuzzed Node never takes the
 name of a Node a good endpoint runs on (its labels would rightly move that endpoint).
 """
@@ -128,8 +129,8 @@ class Cluster:
         planned = {
             s.ref: desired_service(s, slices_of.get(s.ref, ()), node) for s in services.values()
         }
-        resolved = Claims().resolve_all(planned)
         by_ref = {s.ref: s for s in services.values()}
+        resolved = Claims(created=lambda ref: by_ref[ref].created).resolve_all(planned)
         firewall = firewall_for(
             ((by_ref[ref], desired) for ref, desired in resolved.items()), SETTINGS.firewall
         )

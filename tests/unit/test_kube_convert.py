@@ -366,6 +366,25 @@ def test_irrelevant_changes_convert_to_an_equal_value() -> None:
     assert service_from_dict(changed(a_service, irrelevant)) == service_from_dict(a_service())
 
 
+@pytest.mark.parametrize(
+    ("stamp", "created"),
+    [("2026-12-05T01:02:03Z", "2026-12-05T01:02:03Z"), (None, ""), (12345, ""), ({"t": 1}, "")],
+)
+def test_the_creation_timestamp_orders_claims_and_a_bad_one_only_makes_it_newest(
+    stamp: object, created: str
+) -> None:
+    """A bad creationTimestamp does not make the Service invalid (it only decides which of
+    two Services sharing a virtual server keeps it: see `reconcile.claims`)."""
+
+    def stamped(raw: RawObject) -> None:
+        if stamp is not None:
+            raw["metadata"]["creationTimestamp"] = stamp
+
+    service = service_from_dict(changed(a_service, stamped))
+    assert service is not None
+    assert service.created == created
+
+
 def test_a_shape_nobody_expected_is_still_a_conversion_error() -> None:
     raw = changed(a_service, spec(sessionAffinityConfig={"clientIP": "oops"}))
 
