@@ -14,10 +14,13 @@ NodePorts (eTP=Cluster and eTP=Local). The scenarios share one cluster, because 
 - `api-outage`: the API server gone for 60 s while endpoints change, then back;
 - `kernel-faults`: every daemon restarted with 10 % of its kernel operations failing.
 
-Every scenario but the negative control must interrupt nothing, fail no new connection and
-lose no datagram, and every one must converge (the kernel matches the API again); no duration
-is asserted (they are the harness's report). `drain-across-restart` (it waits out a 60 s drain
-bound), `watch-faults`, `ready-while-down` and `tampering` run in `hack/disruption.sh`.
+Every scenario but the negative control must interrupt nothing and fail no new connection;
+those in which no backend changes (`SAME_BACKENDS`) must also lose no datagram (a fixed-port
+UDP flow whose pod goes may lose the datagram in flight: the issue's threshold is udp_lost = 0
+where no backend changed); and every one must converge (the kernel matches the API again).
+No duration is asserted (they are the harness's report). `drain-across-restart` (it waits
+out a 60 s drain bound), `watch-faults`, `ready-while-down` and `tampering` run in
+`hack/disruption.sh`.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ UNBROKEN = (
     "api-outage",
     "kernel-faults",
 )
+SAME_BACKENDS = ("baseline", "rolling-restart", "kill9", "partial-list")
 
 
 @pytest.mark.timeout(1800)
@@ -55,6 +59,8 @@ async def test_faults_interrupt_nothing_and_the_negative_control_is_seen() -> No
     context = "\n".join([*transcript, table(rows), report(rows)])
     for name in UNBROKEN:
         row = by_name[name]
-        assert (row.interrupted, row.failed_new, row.udp_lost) == (0, 0, 0), (name, context)
+        assert (row.interrupted, row.failed_new) == (0, 0), (name, context)
+    for name in SAME_BACKENDS:
+        assert by_name[name].udp_lost == 0, (name, context)
     assert by_name["negative-control"].interrupted > 0, context
     assert all(row.converge_s is not None for row in rows), context

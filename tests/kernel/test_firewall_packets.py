@@ -8,6 +8,7 @@ daemon uses and applied through the real dataplane adapters.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import threading
@@ -96,12 +97,20 @@ async def test_a_pod_reaches_itself_through_its_service_hairpin(program) -> None
 
 async def test_a_non_service_port_on_a_vip_is_rejected(program) -> None:  # type: ignore[no-untyped-def]
     listener = socket.create_server(("0.0.0.0", 9999))  # a host service on every address
-    threading.Thread(target=listener.accept, daemon=True).start()
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):  # woken by the shutdown below (EINVAL)
+            listener.accept()
+
+    threading.Thread(target=accept, daemon=True).start()
     try:
         await program(web())
         with entered("client"), pytest.raises(ConnectionRefusedError):
             socket.create_connection((CLUSTER_IP, 9999), timeout=3).close()
     finally:
+        # shutdown wakes the accept() thread, whose blocked call would otherwise keep port
+        # 9999 listening in this namespace after close(), for the tests that come later
+        listener.shutdown(socket.SHUT_RDWR)
         listener.close()
 
 
