@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TypedDict, Unpack
 
 from ipvsd.app import serve, until_signalled
 from ipvsd.config.settings import ProxyConfig
@@ -39,42 +40,38 @@ class NullFirewall:
         return None
 
 
-def daemon_task(
-    config: ProxyConfig,
-    *,
-    ipvs: Ipvs | None = None,
-    addresses: Addresses | None = None,
-    firewall: FirewallPort | None = None,
-    health: ProxyHealth | None = None,
-    metrics: ProxyMetrics | None = None,
-) -> asyncio.Task[int]:
+class Parts(TypedDict, total=False):
+    """What a test may bring instead of a fresh fake."""
+
+    ipvs: Ipvs
+    addresses: Addresses
+    firewall: FirewallPort
+    health: ProxyHealth
+    metrics: ProxyMetrics
+
+
+def daemon_task(config: ProxyConfig, **parts: Unpack[Parts]) -> asyncio.Task[int]:
     """The daemon running until signalled or cancelled; parts not given are fresh fakes."""
     running = serve(
         config,
         credentials=load_credentials(kubeconfig=config.kubeconfig),
-        ipvs=ipvs if ipvs is not None else FakeIpvs(),
-        addresses=addresses if addresses is not None else FakeAddresses(host=[NODE_HOST]),
-        firewall=firewall if firewall is not None else NullFirewall(),
-        health=health if health is not None else ProxyHealth(sync_period=config.ipvs_sync_period),
-        metrics=metrics if metrics is not None else ProxyMetrics(),
+        ipvs=parts["ipvs"] if "ipvs" in parts else FakeIpvs(),
+        addresses=parts["addresses"] if "addresses" in parts else FakeAddresses(host=[NODE_HOST]),
+        firewall=parts["firewall"] if "firewall" in parts else NullFirewall(),
+        health=parts["health"]
+        if "health" in parts
+        else ProxyHealth(sync_period=config.ipvs_sync_period),
+        metrics=parts["metrics"] if "metrics" in parts else ProxyMetrics(),
     )
     return asyncio.ensure_future(until_signalled(running))
 
 
 @asynccontextmanager
 async def running_daemon(
-    config: ProxyConfig,
-    *,
-    ipvs: Ipvs | None = None,
-    addresses: Addresses | None = None,
-    firewall: FirewallPort | None = None,
-    health: ProxyHealth | None = None,
-    metrics: ProxyMetrics | None = None,
+    config: ProxyConfig, **parts: Unpack[Parts]
 ) -> AsyncIterator[asyncio.Task[int]]:
     """`daemon_task` for the block's duration, cancelled and awaited after it."""
-    task = daemon_task(
-        config, ipvs=ipvs, addresses=addresses, firewall=firewall, health=health, metrics=metrics
-    )
+    task = daemon_task(config, **parts)
     try:
         yield task
     finally:
