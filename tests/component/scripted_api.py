@@ -93,8 +93,11 @@ def status(code: int, reason: str, retry_after: int | None = None) -> Responder:
     return json_body(body, status=code, headers=headers)
 
 
-def stream(chunks: Iterable[bytes], *, hang: bool = False, pause: float = 0.0) -> Responder:
-    """A 200 streamed as exactly these chunks; then close, or stay open until teardown."""
+def stream(
+    chunks: Iterable[bytes], *, hang: bool = False, pause: float = 0.0, cut: bool = False
+) -> Responder:
+    """A 200 streamed as exactly these chunks (`pause` after each); then close, stay open until
+    teardown (`hang`), or `cut` the connection mid-response as a dying proxy would."""
 
     async def respond(request: web.Request, closing: asyncio.Event) -> web.StreamResponse:
         response = web.StreamResponse()
@@ -104,6 +107,10 @@ def stream(chunks: Iterable[bytes], *, hang: bool = False, pause: float = 0.0) -
             await response.write(chunk)
             if pause:
                 await asyncio.sleep(pause)
+        if cut:
+            assert request.transport is not None
+            request.transport.abort()
+            return response
         if hang:
             await closing.wait()
         await response.write_eof()

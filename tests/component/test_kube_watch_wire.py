@@ -340,6 +340,33 @@ async def test_a_watch_closing_at_once_without_events_counts_as_a_failure() -> N
     assert sleep.delays == [0.8]
 
 
+async def test_a_working_watch_whose_connection_is_cut_is_resumed_at_once() -> None:
+    async with watching(
+        service_list("10"),
+        stream([event_line("ADDED", service("a", "11"))], pause=0.3, cut=True),
+        stream([event_line("ADDED", service("b", "12"))], hang=True),
+        resume_after=0.2,
+    ) as (watch, sleep, queries):
+        events = await take(watch, 4)
+
+    assert shape(events) == ["started", "ended:10", "ADDED:a@11", "ADDED:b@12"]
+    assert [q.get("resourceVersion") for q in queries[1:3]] == ["10", "11"]
+    assert sleep.delays == []  # no backoff: a change made meanwhile is not held back
+
+
+async def test_a_watch_cut_soon_after_it_opened_backs_off() -> None:
+    async with watching(
+        service_list("10"),
+        stream([event_line("ADDED", service("a", "11"))], cut=True),
+        stream([event_line("ADDED", service("b", "12"))], hang=True),
+        resume_after=5.0,
+    ) as (watch, sleep, _queries):
+        events = await take(watch, 4)
+
+    assert shape(events)[-1] == "ADDED:b@12"
+    assert sleep.delays == [0.8]  # a server cutting every watch at once is not hammered
+
+
 async def test_a_watch_line_of_several_megabytes_arrives_whole() -> None:
     big = service("big", "11")
     big["metadata"]["annotations"] = {"ipvsd.io/blob": "x" * 6_000_000}
