@@ -100,6 +100,9 @@ class Harness:
     say: Callable[[str], None]
     steady: float = STEADY_S  # seconds of traffic before a fault, and after convergence
     generators: list[Generator] = field(default_factory=list)  # while traffic flows
+    # Changes a scenario timed one by one while its fault ran (watch-faults): what, seconds
+    # until every table had it, and the bound it is held to.
+    changes: list[tuple[str, float | None, float]] = field(default_factory=list)
 
     # --- the API's view and the kernel's --------------------------------------------------------
 
@@ -143,9 +146,9 @@ class Harness:
                     return False
         return True
 
-    async def converge(self, since: float, nodes: list[str]) -> float | None:
+    async def converge(self, since: float, nodes: list[str], poll: float = 0.2) -> float | None:
         """Seconds from `since` until `nodes`' daemons are healthy and every table matches the
-        API; None if not within CONVERGE_WITHIN."""
+        API (checked every `poll` seconds); None if not within CONVERGE_WITHIN."""
         proxies = self.cluster.proxies
         try:
             await proxies.wait_ready(CONVERGE_WITHIN, nodes=nodes)
@@ -155,7 +158,7 @@ class Harness:
         while not await self.kernel_matches_api():
             if time.monotonic() - since > CONVERGE_WITHIN:
                 return None
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(poll)
         return time.monotonic() - since
 
     # --- traffic --------------------------------------------------------------------------------
@@ -196,6 +199,7 @@ class Harness:
         ]
         results: list[FlowResult] = []
         row = Row(name)
+        self.changes = []
         try:
             for generator in generators:
                 if not await generator.ready():
@@ -208,6 +212,7 @@ class Harness:
                 self.say(f"  harness error: {error}")
                 ended, restarted = time.monotonic(), await self.recover()
             row.converge_s = await self.converge(ended, restarted)
+            fold_changes(row, self.changes)
             await asyncio.sleep(self.steady)
             for generator in generators:
                 results += await generator.stop()
@@ -260,6 +265,25 @@ class Harness:
         for node in nodes:
             await self.restart(node, signal.SIGTERM)
         await self.cluster.proxies.wait_ready(CONVERGE_WITHIN, nodes=list(nodes))
+
+
+def fold_changes(row: Row, changes: list[tuple[str, float | None, float]]) -> None:
+    """Changes a scenario timed one by one (what, seconds or None if it never arrived, bound):
+    the row's `converge_s` becomes the slowest of them (None if one never arrived), and a note
+    gives their spread and those over their bound."""
+    if not changes:
+        return
+    arrived = sorted(seconds for _, seconds, _ in changes if seconds is not None)
+    late = [f"{what} ({'never' if seconds is None else f'{seconds:.2f} s'})"
+            for what, seconds, bound in changes if seconds is None or seconds > bound]  # fmt: skip
+    if len(arrived) < len(changes) or row.converge_s is None:
+        row.converge_s = None
+    else:
+        row.converge_s = max(row.converge_s, arrived[-1])
+    spread = (f"median {arrived[len(arrived) // 2]:.2f} s, slowest {arrived[-1]:.2f} s"
+              if arrived else "none arrived")  # fmt: skip
+    row.notes.append(f"{len(changes)} changes timed one by one: {spread}; over their bound "
+                     f"(2 s, + Retry-After): {', '.join(late) or 'none'}")  # fmt: skip
 
 
 Fault = tuple[float, list[str]]  # when the fault ended, and the nodes whose ipvsd restarted

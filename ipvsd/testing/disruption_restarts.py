@@ -9,10 +9,11 @@
   then killed there), and at a random moment of start-up before the first sync.
 - `rolling-restart`: SIGTERM and restart five times, node after node, each time waiting for
   the daemon to be healthy before the next, as a DaemonSet rolling update does.
-- `watch-faults`: for about 15 s, in turn: every watch cut, the history compacted with every
-  watch ended, 410 Gone on the next watches, 429 with Retry-After on the next requests; between
-  them a third `echo` pod on node-3 flips ready and not ready. Nothing may break, and the
-  last change must reach every node's table (convergence).
+- `watch-faults`: for a minute, in turn: every watch cut, the history compacted with every
+  watch ended, every watch ended and the next ones answered 410 Gone, every watch ended and the
+  next requests answered 429 with Retry-After 1; after each, a third `echo` pod on node-3 flips
+  ready or not ready, and that change is timed until every node's table has it (bound 2 s, plus
+  the Retry-After). Nothing may break; `converge_s` is the slowest change.
 - `ready-while-down`: ipvsd on node-1 stopped; a new `echo` pod on node-3 becomes ready; ipvsd
   started again: its real server must be in node-1's table at the first sync, and carry new
   connections (reported).
@@ -37,6 +38,8 @@ from ipvsd.testing.disruption_harness import (
     Scenario,
 )
 from ipvsd.testing.traffic import FlowResult
+
+WATCH_FAULTS_S = 60.0  # the issue's "in a loop for a minute"
 
 
 async def baseline(h: Harness) -> Fault:
@@ -99,23 +102,46 @@ async def ready_while_down(h: Harness) -> Fault:
 
 
 async def watch_faults(h: Harness) -> Fault:
-    """Watch faults in a loop while a third pod's readiness flips: every change must reach
-    the kernel (convergence is measured after the last one) and nothing may break."""
+    """Watch faults in a loop for WATCH_FAULTS_S while a third pod's readiness flips after
+    each: every change is timed until every node's table has it (bound: 2 s, plus the
+    Retry-After the server asked for), and nothing may break."""
     server = h.cluster.server
     pod = await asyncio.to_thread(h.app.add_pod, SPARE_NODE, ready=False, name="echo-churn")
-    faults: list[tuple[str, Callable[[], object]]] = [
-        ("watches dropped", lambda: server.drop_watches(mode="abort")),
-        ("history compacted, watches ended", lambda: (server.compact(),
-                                                      server.drop_watches(mode="end"))),
-        ("410 Gone on the next watches", lambda: server.faults.expire_next(3)),
-        ("429 with Retry-After 1", lambda: server.faults.fail_next(3, code=429)),
-    ]  # fmt: skip
-    for round_ in range(2 * len(faults)):
-        what, inject = faults[round_ % len(faults)]
+    watches = len(server.storage.subscriptions())  # 3 daemons, each Services, slices, Nodes
+
+    def compacted() -> None:
+        server.compact()
+        server.drop_watches(mode="end")
+
+    def gone() -> None:
+        server.faults.expire_next(watches)
+        server.drop_watches(mode="end")
+
+    def too_many() -> None:
+        server.faults.fail_next(watches, code=429, retry_after=1, method="GET")
+        server.drop_watches(mode="end")
+
+    faults: list[tuple[str, float, Callable[[], object]]] = [
+        ("watches cut", 0.0, lambda: server.drop_watches(mode="abort")),
+        ("history compacted, watches ended", 0.0, compacted),
+        ("watches ended, 410 Gone on the next", 0.0, gone),
+        ("watches ended, 429 Retry-After 1 on the next requests", 1.0, too_many),
+    ]
+    started, round_ = time.monotonic(), 0
+    while time.monotonic() - started < WATCH_FAULTS_S:
+        what, retry_after, inject = faults[round_ % len(faults)]
         inject()
-        await asyncio.to_thread(h.app.set_ready, pod.name, round_ % 2 == 0)
-        h.say(f"  {what}; {pod.name} ready: {round_ % 2 == 0}")
-        await asyncio.sleep(h.rng.uniform(1.0, 2.5))
+        await asyncio.sleep(h.rng.uniform(0.0, 0.5))  # the change lands mid-reconnection
+        ready = round_ % 2 == 0
+        await asyncio.to_thread(h.app.set_ready, pod.name, ready)
+        changed = time.monotonic()
+        seconds = await h.converge(changed, [], poll=0.1)
+        h.changes.append((what, seconds, 2.0 + retry_after))
+        shown = "never" if seconds is None else f"{seconds:.2f} s"
+        h.say(f"  {what}; {pod.name} ready: {ready}; in every table after {shown}")
+        server.faults.clear()  # what the daemons did not use up must not hit the next round
+        await asyncio.sleep(h.rng.uniform(0.5, 1.5))
+        round_ += 1
     await asyncio.to_thread(h.app.set_ready, pod.name, True)
     return time.monotonic(), []
 
