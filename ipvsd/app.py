@@ -38,6 +38,7 @@ from ipvsd.dataplane.service_routes import RtnlServiceRoutes, ServiceRoutes
 from ipvsd.dataplane.sysctl import Sysctl
 from ipvsd.kube.auth import Credentials, load_credentials
 from ipvsd.kube.client import ApiClient
+from ipvsd.kube.critical import critical_names
 from ipvsd.kube.events import EventRecorder
 from ipvsd.kube.proxy_informers import ProxyInformers
 from ipvsd.model.firewall import Firewall
@@ -50,6 +51,7 @@ from ipvsd.plan.node_labels import needs_other_nodes
 from ipvsd.plan.ownership import Ownership
 from ipvsd.plan.sysctls import kernel_version, required_sysctls
 from ipvsd.reconcile.conntrack_settings import apply_conntrack_settings
+from ipvsd.reconcile.critical import Critical, program_first, read_first
 from ipvsd.reconcile.firewall_isolation import FirewallPort
 from ipvsd.reconcile.other_nodes import OtherNodesDemand, plannable
 from ipvsd.reconcile.runner import BoundedFrequencyRunner
@@ -219,6 +221,20 @@ def informed_syncer(
         routes=routes,
     )
     return syncer
+
+
+async def read_critical_first(config: ProxyConfig, client: ApiClient) -> Critical | None:
+    """`default/kubernetes`, `kube-system/kube-dns` and `--critical-services` with the own
+    Node, read before the informers list (`reconcile.critical`); `program_first` programs
+    them while the lists arrive."""
+    return await read_first(
+        client,
+        config.node_name,
+        critical_names(config.critical_services),
+        proxy_name=config.proxy_name,
+        only_labelled=config.serve_only_labelled,
+        needs_other_nodes=_needs_other_nodes(config),
+    )
 
 
 def prepare_kernel(config: ProxyConfig) -> None:
@@ -430,9 +446,12 @@ async def serve(
 
             tracker.set_notify(changed)
             async with asyncio.TaskGroup() as group:
+                critical = await read_critical_first(config, client)
                 watching = group.create_task(informers.run(), name="informers")
+                first = group.create_task(program_first(syncer, critical), name="critical Services")
                 await informers.synced.wait()
                 await wait_for_own_node(informers)
+                await first  # the syncer is the full sync's once the critical ones are in
                 log.info("informers synced; programming node %s", config.node_name)
                 if config.once:
                     await loop.sync(False)

@@ -45,6 +45,7 @@ from ipvsd.config.values import (
     parse_port_range,
     parse_proxy_name,
     parse_scheduler,
+    parse_service_names,
     parse_topology_source,
     parse_verbosity,
     split_list,
@@ -292,6 +293,14 @@ FLAGS = (
         "Print the IPVS table this node would get (ipvsadm -Sn form) and exit; touches no "
         "kernel state and needs no root",
         boolean=True,
+    ),
+    Flag(
+        "critical_services",
+        lambda text, name: parse_service_names(split_list(text), name),
+        "More Services to program before the bulk of a cold start, beside default/kubernetes "
+        "and kube-system/kube-dns (which always are)",
+        "NAMESPACE/NAME,...",
+        repeatable=True,
     ),
     Flag("once", parse_go_bool, "Sync once after the informers listed, then exit", boolean=True),
     Flag(

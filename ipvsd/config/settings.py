@@ -189,6 +189,9 @@ class ProxyConfig:
     service_external_ip_ranges: tuple[IPNetwork, ...] = field(
         default=(), metadata=_named("--service-external-ip-range")
     )  # empty: every externalIP is served, as kube-proxy does
+    critical_services: tuple[tuple[str, str], ...] = field(
+        default=(), metadata=_named("--critical-services")
+    )  # programmed first, beside default/kubernetes and kube-system/kube-dns
     dry_run: bool = field(default=False, metadata=_named("--dry-run"))
     once: bool = field(default=False, metadata=_named("--once"))
 

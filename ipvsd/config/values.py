@@ -297,6 +297,17 @@ def parse_proxy_name(text: str, name: str) -> str:
     return text
 
 
+def parse_service_names(items: Iterable[str], name: str) -> tuple[tuple[str, str], ...]:
+    """NAMESPACE/NAME items as (namespace, name) pairs."""
+    found = []
+    for item in items:
+        namespace, slash, service = item.partition("/")
+        if not slash or not namespace or not service or "/" in service:
+            raise ConfigError(f"{name}: {item!r} is not NAMESPACE/NAME")
+        found.append((namespace, service))
+    return tuple(found)
+
+
 def parse_topology_source(text: str, name: str) -> TopologySource:
     for source in TOPOLOGY_SOURCES:
         if text == source:

@@ -31,7 +31,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv6Address
 
@@ -46,6 +46,7 @@ from ipvsd.model.firewall import Firewall, FirewallConfig
 from ipvsd.model.ipvs import (
     KNOWN_SCHEDULERS,
     AddService,
+    DeleteRealServer,
     DeleteService,
     Family,
     IPAddress,
@@ -55,6 +56,7 @@ from ipvsd.model.ipvs import (
     RealServer,
     ServiceKey,
     Stats,
+    UpdateRealServer,
     VirtualServer,
 )
 from ipvsd.model.node import Node
@@ -376,6 +378,76 @@ class Syncer:
             except Exception:
                 log.exception("after the full sync")
         return self._report(True, planned, creations + ops, failures, cleanup)
+
+    async def program_first(
+        self, services: Sequence[tuple[Service, Sequence[EndpointSlice]]], own_node: Node
+    ) -> tuple[ServiceRef, ...]:
+        """Program a few critical Services (the API's, the cluster DNS) before the lists of
+        the bulk have completed, from objects read on their own (`own_node` too); returns
+        those programmed.
+
+        A new node reaches the API and DNS in a time that does not grow with the cluster; the
+        first full sync, after every list completed, then checks everything as usual. Nothing
+        is deleted or lowered here (no list is complete yet): only additions and in-place
+        updates of these Services' own virtual servers, set elements added to the firewall,
+        and their VIPs bound once filter and virtual servers exist. The firewall table is
+        created only on a node where nothing is bound on the device yet (a fresh node: no
+        table of ours to lose); elsewhere its elements are added to the table in place, and
+        if that is refused the Services wait for the full sync. Nothing is kept as
+        programmed: the full sync plans them again and owns the state."""
+        host = await self._addresses.host_addresses()
+        node = replace(
+            node_context(host, self.settings, own_node, self._nodes),
+            missing_schedulers=self._schedulers.missing,
+        )
+        planned: dict[ServiceRef, tuple[Service, DesiredService]] = {}
+        for service, slices in services:
+            try:
+                planned[service.ref] = (service, self._planner(service, slices, node))
+            except Exception:
+                log.exception("Service %s: planning it first failed; it waits for the lists",
+                              service.ref)  # fmt: skip
+        if not planned:
+            return ()
+        on_device = {address for address, name in host if name == self.settings.device}
+        self._ledger.config = firewall_config(self.settings.firewall, own_node)
+        for ref, (service, desired) in planned.items():
+            self._ledger.set_part(ref, self._firewall_part(service, desired))
+        changes = self._ledger.take_changes()
+        try:
+            await self._firewall.update(changes)
+        except Exception as error:
+            if on_device:
+                log.warning("critical Services wait for the full sync: the firewall refused "
+                            "their elements (%s)", error)  # fmt: skip
+                return ()
+            await self._firewall.apply(self._ledger.snapshot())  # a fresh node: nothing to lose
+        ops: list[Operation] = []
+        for _service, desired in planned.values():
+            for d in desired.virtual_servers:
+                observed = await self._ipvs.dump_service(d.server.key)
+                if observed is None:
+                    ops.extend(creation(d.server, d.real_servers))
+                else:
+                    ops.extend(_growing(diff_service(d.server, d.real_servers, observed),
+                                        d.real_servers))  # fmt: skip
+        failures = await self._apply(ops)
+        elsewhere = {address for address, name in host if name != self.settings.device}
+        wanted = {
+            address
+            for _service, desired in planned.values()
+            for address in desired.bound_addresses
+            if address not in elsewhere and address not in on_device
+        }
+        await self._bind(wanted)
+        log.info(
+            "critical Services programmed before the lists completed: %s (%d kernel operations, "
+            "%d refused)",
+            ", ".join(map(str, planned)),
+            len(ops),
+            len(failures),
+        )
+        return tuple(planned)
 
     async def _partial(self, refs: frozenset[ServiceRef]) -> SyncReport:
         if self._node is None:  # no full sync yet: nothing is programmed, learn the host now
@@ -763,6 +835,18 @@ def _table(
 
 def _covered(address: IPAddress, networks: tuple[IPNetwork, ...]) -> bool:
     return any(address.version == net.version and address in net for net in networks)
+
+
+def _growing(ops: Iterable[Operation], wanted: Iterable[RealServer]) -> list[Operation]:
+    """`ops` without what deletes or retires: deletions, and weight changes of real servers
+    that are not wanted (a retiring one goes to weight 0)."""
+    endpoints = {real.endpoint for real in wanted}
+    return [
+        op
+        for op in ops
+        if not isinstance(op, (DeleteService, DeleteRealServer))
+        and not (isinstance(op, UpdateRealServer) and op.server.endpoint not in endpoints)
+    ]
 
 
 def _early(

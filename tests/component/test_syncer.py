@@ -28,6 +28,7 @@ from ipvsd.model.ipvs import (
     VirtualServer,
     parse_address,
 )
+from ipvsd.model.node import Node
 from ipvsd.model.service import Service, ServicePort, ServiceRef, ServiceType, TrafficPolicy
 from ipvsd.plan.firewall import firewall_for
 from ipvsd.reconcile.syncer import Syncer, SyncReport, SyncSettings, node_port_addresses
@@ -590,3 +591,99 @@ async def test_an_invalid_annotation_is_logged_when_it_appears_not_on_every_full
     cluster.add("web", "10.96.0.10", "10.244.1.5", annotations=worse)
     await syncer.sync(full=True)
     assert len(logged()) == 1  # gone and back: said again
+
+
+# --- critical Services first (`Syncer.program_first`): before the lists complete, nothing is
+# deleted or retired ---------------------------------------------------------------------------
+
+CRITICAL_NODE = Node("node-a")
+
+
+def first(of: Cluster) -> list[tuple[object, list[object]]]:
+    return [(of.services[ref], of.slices[ref]) for ref in of.services]
+
+
+async def test_a_fresh_node_gets_the_critical_service_its_filter_and_its_vip(
+    syncer: Syncer,
+    kernel: FakeIpvs,
+    addresses: FakeAddresses,
+    cluster: Cluster,
+    firewall: RecordingFirewall,
+) -> None:
+    cluster.add("kubernetes", "10.96.0.1", "192.168.1.2")
+    done = await syncer.program_first(first(cluster), CRITICAL_NODE)  # type: ignore[arg-type]
+    assert [str(ref) for ref in done] == ["default/kubernetes"]
+    assert table(kernel) == [
+        "-A -t 10.96.0.1:80 -s rr",
+        "-a -t 10.96.0.1:80 -r 192.168.1.2:8080 -m -w 1",
+    ]
+    assert await addresses.bound() == {parse_address("10.96.0.1")}
+    assert firewall.current is not None
+    assert parse_address("10.96.0.1") in firewall.current.vips
+    # The full sync, after the lists, takes over as always.
+    cluster.add("web", "10.96.0.10", "10.244.1.5")
+    await syncer.sync(full=True)
+    assert "-A -t 10.96.0.10:80 -s rr" in table(kernel)
+    assert await addresses.bound() == {parse_address("10.96.0.1"), parse_address("10.96.0.10")}
+
+
+async def test_nothing_is_deleted_or_retired_before_the_lists_completed(
+    syncer: Syncer,
+    kernel: FakeIpvs,
+    addresses: FakeAddresses,
+    cluster: Cluster,
+    firewall: RecordingFirewall,
+) -> None:
+    """A restart: the kernel and the table hold a previous run's state, with a real server of
+    the critical Service that its fresh slice no longer names and another Service's VIP."""
+    key = ServiceKey.tcp("10.96.0.1", 80)
+    other = ServiceKey.tcp("10.96.0.99", 80)
+    await kernel.apply(
+        [
+            AddService(VirtualServer(key, "rr")),
+            AddRealServer(key, RealServer.of("192.168.1.9", 8080)),
+            AddService(VirtualServer(other, "rr")),
+        ]
+    )
+    await addresses.ensure_device()
+    await addresses.bind([parse_address("10.96.0.99")])
+    cluster.add("old", "10.96.0.99")
+    await syncer.sync(full=True)  # the previous run's table
+    del cluster.services[next(r for r in cluster.services if r.name == "old")]
+    cluster.add("kubernetes", "10.96.0.1", "192.168.1.2")
+    fresh = Syncer(
+        ipvs=kernel,
+        addresses=addresses,
+        firewall=firewall,
+        settings=syncer.settings,
+        services=lambda: list(cluster.services.values()),
+        slices_of=lambda ref: cluster.slices.get(ref, []),
+        own_node=lambda: None,
+    )
+    await fresh.program_first(first(cluster), CRITICAL_NODE)  # type: ignore[arg-type]
+    assert table(kernel) == [
+        "-A -t 10.96.0.1:80 -s rr",
+        "-a -t 10.96.0.1:80 -r 192.168.1.2:8080 -m -w 1",
+        "-a -t 10.96.0.1:80 -r 192.168.1.9:8080 -m -w 1",  # kept, at its weight
+        "-A -t 10.96.0.99:80 -s rr",  # another Service's: kept
+    ]
+    assert await addresses.bound() == {parse_address("10.96.0.1"), parse_address("10.96.0.99")}
+    assert firewall.current is not None
+    assert parse_address("10.96.0.99") in firewall.current.vips
+    assert firewall.replaced == 1  # elements added in place, the table was not replaced
+
+
+async def test_a_refused_firewall_on_a_node_with_vips_leaves_everything_to_the_full_sync(
+    kernel: FakeIpvs, addresses: FakeAddresses, cluster: Cluster
+) -> None:  # the fixtures' syncer and firewall are not used: a firewall without a table
+    """kube-proxy's kube-ipvs0 (a takeover) or a lost table: no table of ours to add to, and
+    replacing one could drop what serves the node now."""
+    await addresses.ensure_device()
+    await addresses.bind([parse_address("10.96.0.99")])
+    tableless = RecordingFirewall()  # no table: update is refused
+    critical = syncer_with(tableless, kernel, addresses, cluster)
+    cluster.add("kubernetes", "10.96.0.1", "192.168.1.2")
+    assert await critical.program_first(first(cluster), CRITICAL_NODE) == ()  # type: ignore[arg-type]
+    assert table(kernel) == []
+    assert tableless.current is None
+    assert await addresses.bound() == {parse_address("10.96.0.99")}

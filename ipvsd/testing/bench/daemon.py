@@ -27,14 +27,21 @@ import json
 import re
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from ipaddress import IPv4Address, IPv4Network, ip_address
 from pathlib import Path
 from typing import Any
 
 import uvloop
 
-from ipvsd.app import _informers, _SyncLoop, informed_syncer, prepare_kernel, tune_collector
+from ipvsd.app import (
+    _informers,
+    _SyncLoop,
+    informed_syncer,
+    prepare_kernel,
+    read_critical_first,
+    tune_collector,
+)
 from ipvsd.config.command_line import parse_args
 from ipvsd.dataplane.addresses import Addresses, FakeAddresses, RtnlAddresses
 from ipvsd.dataplane.ipvs import BatchResult, Ipvs
@@ -45,14 +52,17 @@ from ipvsd.kube.events import EventRecorder
 from ipvsd.model.firewall import Firewall, FirewallChanges
 from ipvsd.model.ipvs import (
     AddRealServer,
+    DeleteRealServer,
     IPAddress,
     ObservedVirtualServer,
     Operation,
     ServiceKey,
     Timeouts,
 )
+from ipvsd.reconcile.critical import Critical, program_first
 from ipvsd.reconcile.firewall_isolation import FirewallPort
 from ipvsd.reconcile.runner import BoundedFrequencyRunner
+from ipvsd.reconcile.syncer import Syncer
 from ipvsd.server.health import ProxyHealth
 from ipvsd.server.metrics import ProxyMetrics
 from ipvsd.server.servicehealth import ServiceHealthServers
@@ -109,6 +119,11 @@ class TimedIpvs:
         self.inner = inner
         self._watch = watch
         self.report_markers = False
+        self._watched: set[IPAddress] = set()
+
+    def watch_for(self, address: str) -> None:
+        """Report (`applied`) the next time a real server with `address` is added."""
+        self._watched.add(ip_address(address))
 
     async def dump(self) -> list[ObservedVirtualServer]:
         started = time.perf_counter()
@@ -134,8 +149,10 @@ class TimedIpvs:
         markers = [
             str(op.server.address)
             for op in operations
-            if isinstance(op, AddRealServer) and op.server.address in MARKER_NETWORK
+            if isinstance(op, AddRealServer)
+            and (op.server.address in MARKER_NETWORK or op.server.address in self._watched)
         ]
+        self._watched.difference_update(ip_address(m) for m in markers)
         if markers:
             say("applied", {"at": applied, "addresses": markers})
         return result
@@ -244,9 +261,10 @@ async def dataplane(kind: str) -> tuple[Ipvs, Addresses, FirewallPort]:
 
 
 async def measure(arguments: argparse.Namespace) -> None:
-    config = parse_args(
-        [f"--kubeconfig={arguments.kubeconfig}", f"--hostname-override={NODE_NAME}"], environ={}
-    ).config
+    flags = [f"--kubeconfig={arguments.kubeconfig}", f"--hostname-override={NODE_NAME}"]
+    if arguments.sync_period:
+        flags.append(f"--ipvs-sync-period={arguments.sync_period}s")
+    config = parse_args(flags, environ={}).config
     tune_collector()
     if arguments.dataplane == "kernel":
         prepare_kernel(config)  # modprobe and sysctls: before the clock starts
@@ -282,6 +300,9 @@ async def measure(arguments: argparse.Namespace) -> None:
                 informers,
                 tracker,
                 loop,
+                critical=read_critical_first(config, client),
+                syncer=syncer,
+                inner_ipvs=inner_ipvs,
                 ipvs=ipvs,
                 watch=watch,
                 started=started,
@@ -301,6 +322,9 @@ async def _run(
     tracker: ChangeTracker,
     loop: _SyncLoop,
     *,
+    critical: Coroutine[Any, Any, Critical | None],
+    syncer: Syncer,
+    inner_ipvs: Ipvs,
     ipvs: TimedIpvs,
     watch: Stopwatch,
     started: float,
@@ -312,10 +336,14 @@ async def _run(
     first_done = asyncio.Event()
     programmed = 0.0
     cold_spent: dict[str, float] = {}
+    periodic_runs: list[float] = []  # seconds each periodic run took
 
     async def sync(periodic: bool) -> None:
         nonlocal programmed, cold_spent
+        begun = time.monotonic()
         await loop.sync(periodic)
+        if periodic:
+            periodic_runs.append(time.monotonic() - begun)
         if not first_done.is_set():
             programmed, cold_spent = time.monotonic(), watch.take()
             ipvs.report_markers = True
@@ -328,7 +356,11 @@ async def _run(
     cold_profile = cProfile.Profile() if profile_cold_to else None
     if cold_profile is not None:
         cold_profile.enable()
+    read = await critical
     watching = asyncio.create_task(informers.run(), name="informers")
+    refs = await program_first(syncer, read)
+    say("critical", {"critical_s": round(time.monotonic() - started, 3), "services": [
+        str(ref) for ref in refs]})  # fmt: skip
     await informers.synced.wait()
     synced = time.monotonic()
     running = asyncio.create_task(runner.loop(), name="sync loop")
@@ -349,14 +381,51 @@ async def _run(
     profile = cProfile.Profile() if profile_to else None
     if profile is not None:
         profile.enable()
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # the parent's "stop"
+    await _commands(inner_ipvs, ipvs, periodic_runs)  # until the parent's "stop" (EOF)
     if profile is not None:
         profile.disable()
         profile.dump_stats(str(profile_to))
-    say("runs", {"syncs": runner.runs, "spent": watch.take()})
+    say("runs", {"syncs": runner.runs, "periodic": len(periodic_runs), "spent": watch.take()})
     for task in (running, watching):
         task.cancel()
     await asyncio.gather(running, watching, return_exceptions=True)
+
+
+async def _commands(inner: Ipvs, ipvs: TimedIpvs, periodic_runs: list[float]) -> None:
+    """The parent's requests, one a line on stdin, until EOF:
+
+    - `cpu`: this process's CPU seconds so far and the periodic runs so far (`cpu` tag);
+    - `drift`: a hand-made change behind the daemon's back: one real server of one virtual
+      server deleted through a netlink socket of its own (the daemon's picture still holds
+      it); `drift` tags when it was done and, later, when a sync put it back."""
+    loop = asyncio.get_running_loop()
+    while line := await loop.run_in_executor(None, sys.stdin.readline):
+        command = line.strip()
+        if command == "cpu":
+            cpu = time.process_time()
+            say("cpu", {"cpu_s": cpu, "at": time.monotonic(), "periodic": len(periodic_runs),
+                        "periodic_runs_s": periodic_runs[-5:]})  # fmt: skip
+        elif command == "drift":
+            await _drift(inner, ipvs)
+
+
+async def _drift(inner: Ipvs, ipvs: TimedIpvs) -> None:
+    table = await inner.dump()
+    victim = next(entry for entry in table if entry.real_servers and entry.key.port == 80)
+    real = victim.real_servers[0].server
+    kind = type(inner)
+    hand = await NetlinkIpvs.open() if kind is NetlinkIpvs else inner
+    try:
+        result = await hand.apply([DeleteRealServer(victim.key, real.address, real.port)])
+    finally:
+        if hand is not inner:
+            await hand.close()
+    done = time.monotonic()
+    if not result.ok:
+        say("drift", {"error": str(result.failures)})
+        return
+    ipvs.watch_for(str(real.address))
+    say("drift", {"deleted_at": done, "address": str(real.address)})
 
 
 async def _verify(ipvs: Ipvs) -> None:
@@ -387,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataplane", choices=["kernel", "netns", "fake"], default="fake")
     parser.add_argument("--profile", help="cProfile the change phase into this file")
     parser.add_argument("--profile-cold", help="cProfile the cold start into this file")
+    parser.add_argument("--sync-period", type=float, help="--ipvs-sync-period, seconds")
     uvloop.run(measure(parser.parse_args(argv)))
     return 0
 
