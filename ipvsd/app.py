@@ -56,6 +56,8 @@ from ipvsd.reconcile.firewall_isolation import FirewallPort
 from ipvsd.reconcile.other_nodes import OtherNodesDemand, plannable
 from ipvsd.reconcile.runner import BoundedFrequencyRunner
 from ipvsd.reconcile.syncer import (
+    CHECK_PER_PERIOD,
+    CHECK_STEP,
     Syncer,
     SyncReport,
     SyncSettings,
@@ -565,6 +567,31 @@ class _SyncLoop:
         self._service_health = service_health
 
     async def sync(self, periodic: bool) -> None:
+        """One run. A periodic one at scale is a rotating check (`Syncer.periodic_is_full`):
+        pending changes first, then the next part of the rotation in small steps, with the
+        changes that arrived meanwhile synced between steps, so that the check never holds a
+        change back for longer than one step."""
+        if not periodic or self._syncer.periodic_is_full() or self._tracker.has_work_full:
+            await self._sync_pending(periodic)
+            return
+        await self._sync_pending(False)
+        if not await self._syncer.check_host():
+            self._tracker.request_full()  # the host's addresses changed: a full sync now
+            return
+        budget = min(len(self._syncer.programmed), CHECK_PER_PERIOD)
+        while budget > 0:
+            step = self._syncer.rotation_step(min(CHECK_STEP, budget))
+            if not step:
+                break
+            budget -= len(step)
+            report = await self._syncer.check(step)
+            self._record_isolated()
+            for _failure in report.failures:
+                self._metrics.sync_error("kernel")
+            if self._tracker.has_work:
+                await self._sync_pending(False)
+
+    async def _sync_pending(self, periodic: bool) -> None:
         pending = self._tracker.take()
         started_wall, started = time.time(), time.perf_counter()
         full = pending.full or periodic
@@ -631,9 +658,9 @@ class _SyncLoop:
 
     def _health_checks(self) -> dict[ServiceRef, tuple[int, int]]:
         checks: dict[ServiceRef, tuple[int, int]] = {}
-        for ref, desired in self._syncer.programmed.items():
-            service = self._syncer.service(ref)
-            if service is None or not service.health_check_node_port:
+        for ref in self._syncer.health_checked:
+            service, desired = self._syncer.service(ref), self._syncer.programmed.get(ref)
+            if service is None or desired is None or not service.health_check_node_port:
                 continue
             checks[ref] = (service.health_check_node_port, desired.local_ready_endpoints())
         return checks

@@ -3,7 +3,12 @@
 kube-proxy's model (`--ipvs-min-sync-period`, `--ipvs-sync-period`): `request()` asks for a
 run; a run starts at once unless the previous one started less than `min_interval` ago (then
 it waits out the rest, collecting further requests into the same run), and a run happens at
-least every `max_interval` even without requests (the periodic full check). Runs never overlap.
+least every `max_interval` even without requests (the periodic check). Runs never overlap.
+
+A run is periodic when no request came for `max_interval`, and also when the last periodic
+run is `max_interval` old although requests keep coming: under a steady stream of changes
+(kube-proxy's runner never checks then) the periodic check still happens once per interval,
+so a hand-made change to the kernel is corrected within its bound whatever the API does.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ class BoundedFrequencyRunner:
         self._clock = clock
         self._wake = asyncio.Event()
         self._last_start: float | None = None
+        self._last_periodic: float | None = None  # the first run counts: it checks everything
         self.runs = 0
 
     def request(self) -> None:
@@ -43,10 +49,15 @@ class BoundedFrequencyRunner:
             requested = await self._wait_for_request()
             await self._respect_min_interval()
             self._wake.clear()
-            self._last_start = self._clock()
+            self._last_start = now = self._clock()
+            periodic = not requested or (
+                self._last_periodic is not None and now - self._last_periodic >= self.max_interval
+            )
+            if periodic or self._last_periodic is None:
+                self._last_periodic = now
             self.runs += 1
             try:
-                await self._run(not requested)
+                await self._run(periodic)
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -95,8 +95,10 @@ class SchedulerAvailability:
 def wanting(
     programmed: Mapping[ServiceRef, DesiredService], keys: Iterable[ServiceKey]
 ) -> set[ServiceRef]:
-    """The Services that own any of `keys`."""
+    """The Services that own any of `keys` (none, at no cost, without keys: every sync asks)."""
     wanted = set(keys)
+    if not wanted:
+        return set()
     return {
         ref
         for ref, desired in programmed.items()

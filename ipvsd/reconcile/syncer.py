@@ -79,6 +79,20 @@ log = logging.getLogger(__name__)
 
 Planner = Callable[[Service, Iterable[EndpointSlice], NodeContext], DesiredService]
 
+# The periodic check at scale (`Syncer.periodic_is_full`, `Syncer.check`). Each periodic check
+# reads the host's addresses and checks the next CHECK_PER_PERIOD Services of a rotation: the
+# drift bound of a programmed Service's virtual servers, real servers and VIPs is
+# ceil(Services / CHECK_PER_PERIOD) sync periods (10,000 Services at 30 s: 150 s; 50,000:
+# 750 s); of the host's addresses, one period; of the rest (owned virtual servers nobody wants,
+# the firewall table, kube-proxy's leftovers), FULL_INTERVAL (a full sync, as kube-proxy's
+# iptables and nftables modes force one an hour). The cost of a check does not grow with the
+# cluster: CHECK_PER_PERIOD Services read one by one (about 1.3 ms each in the test VM, whose
+# Python runs 15-20 x slower than a node's: `hack/bench.sh`).
+ROTATE_ABOVE = 1_000  # Services: up to this many, every periodic check is a full sync
+CHECK_PER_PERIOD = 2_000  # Services checked per periodic check at scale
+FULL_INTERVAL = 3600.0  # seconds between full syncs at scale
+CHECK_STEP = 100  # Services per step of a check; pending changes are synced between steps
+
 
 @dataclass(frozen=True, slots=True)
 class SyncSettings:
@@ -186,6 +200,12 @@ class Syncer:
         self._routes = routes
         # the Service CIDRs whose route is in place: their ClusterIPs are not bound
         self._routed: tuple[IPNetwork, ...] = ()
+        # The rotating periodic check (`periodic_is_full`, `check`):
+        self._last_full = 0.0  # when the last full sync ended (`clock`)
+        self._rotation: list[ServiceRef] = []  # the rest of the current rotation, reversed
+        self._device_now: set[IPAddress] = set()  # the device's addresses, as last read
+        self._no_local: dict[ServiceRef, frozenset[tuple[str, str]]] = {}  # `_count_no_local`
+        self._health_checked: set[ServiceRef] = set()  # Services with a healthCheckNodePort
 
     # --- planning -----------------------------------------------------------------------------
 
@@ -211,6 +231,12 @@ class Syncer:
             for entry in self.last_dump
             if entry.key in owners
         }
+
+    @property
+    def health_checked(self) -> frozenset[ServiceRef]:
+        """The synced Services that have a healthCheckNodePort (kept per sync, so that the
+        health servers' update after a partial sync does not look at every Service)."""
+        return frozenset(self._health_checked)
 
     def service(self, ref: ServiceRef) -> Service | None:
         """The Service as last synced (None once it is gone)."""
@@ -364,20 +390,104 @@ class Syncer:
             bound=self._newly_local(planned, wanted - bound_before - refused, routes_before),
         )
         self.programmed = planned
-        self._services_by_ref = current
+        self._remember(current)
         await self._unbind(bound_before - wanted, stale_routes=routes_before - set(self._routed))
         self._node, self._on_device = node, set(wanted) - refused
         self._elsewhere = frozenset(a for a, name in host if name != self.settings.device)
         self._wanted = {}
         for desired in planned.values():
             self._count_addresses(desired.bound_addresses, +1)
-        self._failed = False
+        self._failed, self._last_full = False, self._clock()
         if self._after_full_sync is not None:
             try:
                 await self._after_full_sync()
             except Exception:
                 log.exception("after the full sync")
         return self._report(True, planned, creations + ops, failures, cleanup)
+
+    # --- the periodic check -----------------------------------------------------------------
+
+    def periodic_is_full(self) -> bool:
+        """Whether this periodic check must be a full sync: while the table is small (a full
+        sync is then cheap and corrects every kind of drift within one period), after a failed
+        sync, before any full sync, and once every `FULL_INTERVAL` seconds at scale (the
+        drift a rotating check cannot see: owned virtual servers nobody wants, the firewall
+        table, kube-proxy's leftovers, traffic counters). Else the check rotates (`check`)."""
+        return (
+            self._failed
+            or self._node is None
+            or len(self.programmed) <= ROTATE_ABOVE
+            or self._clock() - self._last_full >= FULL_INTERVAL
+        )
+
+    async def check_host(self) -> bool:
+        """The rotating check's one read of the host's addresses: which VIPs the device holds
+        now (for `check`); False when the host's other addresses changed (NodePort addresses:
+        a full sync is due)."""
+        host = await self._addresses.host_addresses()
+        device = self.settings.device
+        if frozenset(a for a, name in host if name != device) != self._elsewhere:
+            return False
+        self._device_now = {a for a, name in host if name == device}
+        return True
+
+    def rotation_step(self, most: int) -> list[ServiceRef]:
+        """The next Services of the rotation (at most `most`); a rotation goes through every
+        programmed Service once, in a fixed order, then starts again."""
+        if not self._rotation:
+            self._rotation = sorted(self.programmed, reverse=True)
+        step = self._rotation[-most:]
+        del self._rotation[-most:]
+        step.reverse()
+        return step
+
+    async def check(self, refs: Iterable[ServiceRef]) -> SyncReport:
+        """The periodic check of a few Services: their virtual servers, real servers and VIPs
+        in the kernel against what was last programmed for them, corrected where they differ.
+
+        Nothing is planned again: a Service whose inputs changed was planned by the partial
+        sync of that change, so its last plan is what the kernel must hold. Each virtual server
+        is read on its own (`dump_service`), so a step costs time in proportion to its
+        Services, and the runner syncs pending changes between steps."""
+        wanted: dict[ServiceKey, tuple[VirtualServer, tuple[RealServer, ...]]] = {}
+        checked = {}
+        for ref in refs:
+            desired = self.programmed.get(ref)
+            if desired is None:
+                continue
+            checked[ref] = desired
+            for d in desired.virtual_servers:
+                wanted[d.server.key] = (d.server, d.real_servers)
+        ops: list[Operation] = []
+        for key, (server, real_servers) in wanted.items():
+            observed = await self._ipvs.dump_service(key)
+            self.kernel.record("ipvs_dump_service", ok=True)
+            if observed is None:
+                ops.extend(creation(server, real_servers))
+            else:
+                ops.extend(
+                    diff_service(server, real_servers, observed, drain_expired=self._drains.expired)
+                )
+        self._drains.settle(wanted)
+        failures = await self._apply(ops)
+        missing = {
+            address
+            for desired in checked.values()
+            for address in desired.bound_addresses
+            if address not in self._elsewhere and address not in self._device_now
+        }
+        refused = await self._bind(missing) if missing else set()
+        self._on_device |= missing - refused
+        self._device_now |= missing - refused
+        if ops or missing:
+            log.warning(
+                "periodic check: %d kernel operations and %d VIPs bound again for %d Services "
+                "(changed behind ipvsd's back)",
+                len(ops),
+                len(missing),
+                len(checked),
+            )
+        return self._report(False, {}, ops, failures, touched=())
 
     async def program_first(
         self, services: Sequence[tuple[Service, Sequence[EndpointSlice]]], own_node: Node
@@ -476,6 +586,12 @@ class Syncer:
         for ref in refs:
             current.pop(ref, None)
         current.update(services)
+        for ref in refs:
+            service = services.get(ref)
+            if service is not None and service.health_check_node_port:
+                self._health_checked.add(ref)
+            else:
+                self._health_checked.discard(ref)
         parts = {}
         for ref in refs | losers:
             desired = planned.get(ref)
@@ -494,7 +610,7 @@ class Syncer:
         await self._unbind(unwanted)
         self._on_device -= unwanted
         changed = {ref: planned[ref] for ref in refs if ref in planned}
-        return self._report(False, changed, ops, failures, cleanup)
+        return self._report(False, changed, ops, failures, cleanup, touched=refs | losers)
 
     def _hold(
         self,
@@ -513,6 +629,11 @@ class Syncer:
             table.pop(key, None)
         ops += diff_tables(table, observed, owns=ownership.owns, drain_expired=self._drains.expired)
         return kept, ops
+
+    def _remember(self, services: dict[ServiceRef, Service]) -> None:
+        """Every Service as synced by a full sync."""
+        self._services_by_ref = services
+        self._health_checked = {r for r, svc in services.items() if svc.health_check_node_port}
 
     def _count_addresses(self, addresses: Iterable[IPAddress], step: int) -> set[IPAddress]:
         """Count Services per address; returns the addresses whose count went to or from 0."""
@@ -763,7 +884,11 @@ class Syncer:
         ops: list[Operation],
         failures: tuple[str, ...],
         cleanup: CleanupOutcome = NO_CLEANUP,
+        *,
+        touched: Iterable[ServiceRef] | None = None,
     ) -> SyncReport:
+        """The report of a sync; `touched`: the Services whose programmed plan may have
+        changed (None: every one), whose count of local endpoints is looked at again."""
         warnings = {ref: d.warnings for ref, d in planned.items() if d.warnings}
         notices = {ref: d.notices for ref, d in planned.items() if d.notices}
         external_ips = {
@@ -772,16 +897,14 @@ class Syncer:
         unavailable = {ref: d.unavailable for ref, d in planned.items() if d.unavailable}
         duplicates = {ref: d.duplicates for ref, d in planned.items() if d.duplicates}
         self._log_problems(planned)
+        self._count_no_local(touched)
         internal: set[ServiceRef] = set()
         external: set[ServiceRef] = set()
         by_family: dict[tuple[str, str], set[ServiceRef]] = {}
-        for ref, desired in self.programmed.items():
-            for d in desired.virtual_servers:
-                if d.uses_local_endpoints and not d.real_servers:
-                    policy = "internal" if d.kind is VipKind.CLUSTER_IP else "external"
-                    (internal if policy == "internal" else external).add(ref)
-                    family = "IPv4" if d.server.key.family is Family.INET else "IPv6"
-                    by_family.setdefault((policy, family), set()).add(ref)
+        for ref, pairs in self._no_local.items():
+            for policy, family in pairs:
+                (internal if policy == "internal" else external).add(ref)
+                by_family.setdefault((policy, family), set()).add(ref)
         return SyncReport(
             full,
             len(planned),
@@ -797,6 +920,28 @@ class Syncer:
             unavailable=unavailable,
             duplicates=duplicates,
         )
+
+    def _count_no_local(self, touched: Iterable[ServiceRef] | None) -> None:
+        """Keep `_no_local` (Service → its (policy, family) pairs without a local endpoint)
+        current for the `touched` Services (None: all), so that a partial sync's report costs
+        time in proportion to its Services, not to the cluster."""
+        if touched is None:
+            self._no_local = {}
+            touched = self.programmed
+        for ref in touched:
+            desired = self.programmed.get(ref)
+            pairs = frozenset(
+                (
+                    "internal" if d.kind is VipKind.CLUSTER_IP else "external",
+                    "IPv4" if d.server.key.family is Family.INET else "IPv6",
+                )
+                for d in (desired.virtual_servers if desired is not None else ())
+                if d.uses_local_endpoints and not d.real_servers
+            )
+            if pairs:
+                self._no_local[ref] = pairs
+            else:
+                self._no_local.pop(ref, None)
 
     def _log_problems(self, planned: Mapping[ServiceRef, DesiredService]) -> None:
         """Log each warning and notice of a Service when it appears (or reappears after it was

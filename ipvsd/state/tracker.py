@@ -64,6 +64,11 @@ class ChangeTracker:
         return self._full or bool(self._dirty)
 
     @property
+    def has_work_full(self) -> bool:
+        """Whether the next sync must be full (the first one, a Node change, a failure)."""
+        return self._full
+
+    @property
     def pending_counts(self) -> tuple[int, int]:
         """(service changes, endpoint changes) not yet taken by a sync."""
         return self._service_changes, self._endpoint_changes

@@ -18,6 +18,7 @@ from ipvsd.model.firewall import SET_FIELDS, Firewall, FirewallChanges
 from ipvsd.model.ipvs import (
     AddRealServer,
     AddService,
+    DeleteRealServer,
     Family,
     IPAddress,
     Operation,
@@ -30,6 +31,7 @@ from ipvsd.model.ipvs import (
 )
 from ipvsd.model.node import Node
 from ipvsd.model.service import Service, ServicePort, ServiceRef, ServiceType, TrafficPolicy
+from ipvsd.plan.desired import desired_service
 from ipvsd.plan.firewall import firewall_for
 from ipvsd.reconcile.syncer import Syncer, SyncReport, SyncSettings, node_port_addresses
 
@@ -687,3 +689,103 @@ async def test_a_refused_firewall_on_a_node_with_vips_leaves_everything_to_the_f
     assert table(kernel) == []
     assert tableless.current is None
     assert await addresses.bound() == {parse_address("10.96.0.99")}
+
+
+# --- the rotating periodic check at scale (`Syncer.periodic_is_full`, `Syncer.check`) --------
+
+
+@pytest.fixture
+def rotating(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scale made small: more than two Services is "a large table"."""
+    monkeypatch.setattr("ipvsd.reconcile.syncer.ROTATE_ABOVE", 2)
+
+
+async def test_a_rotation_puts_back_what_was_changed_by_hand_without_planning_again(
+    rotating: None,
+    kernel: FakeIpvs,
+    addresses: FakeAddresses,
+    cluster: Cluster,
+    firewall: RecordingFirewall,
+) -> None:
+    planned: list[ServiceRef] = []
+
+    def planner(service: Service, slices: Iterable[EndpointSlice], node: object) -> object:
+        planned.append(service.ref)
+        return desired_service(service, slices, node)  # type: ignore[arg-type]
+
+    syncer = Syncer(
+        ipvs=kernel,
+        addresses=addresses,
+        firewall=firewall,
+        settings=SyncSettings(node_name="node-a", families=(Family.INET,)),
+        services=lambda: list(cluster.services.values()),
+        slices_of=lambda ref: cluster.slices.get(ref, []),
+        own_node=lambda: None,
+        planner=planner,  # type: ignore[arg-type]
+    )
+    for number in range(4):
+        cluster.add(f"svc-{number}", f"10.96.0.{10 + number}", f"10.244.1.{number}")
+    await syncer.sync(full=True)
+    programmed = table(kernel)
+    planned.clear()
+    # By hand: svc-3 loses its real server and its VIP.
+    key = ServiceKey.tcp("10.96.0.13", 80)
+    await kernel.apply([DeleteRealServer(key, parse_address("10.244.1.3"), 8080)])
+    await addresses.unbind([parse_address("10.96.0.13")])
+
+    assert not syncer.periodic_is_full()
+    assert await syncer.check_host()
+    first = syncer.rotation_step(2)
+    await syncer.check(first)
+    assert [ref.name for ref in first] == ["svc-0", "svc-1"]
+    assert table(kernel) != programmed  # not its turn yet
+    second = syncer.rotation_step(2)
+    assert [ref.name for ref in second] == ["svc-2", "svc-3"]
+    await syncer.check(second)
+    assert table(kernel) == programmed
+    assert parse_address("10.96.0.13") in await addresses.bound()
+    assert planned == []  # nothing changed for them: their last plans are what counts
+    assert [ref.name for ref in syncer.rotation_step(2)] == ["svc-0", "svc-1"]  # again
+
+
+async def test_small_tables_failures_and_an_hourly_check_are_full_syncs(
+    rotating: None,
+    kernel: FakeIpvs,
+    addresses: FakeAddresses,
+    cluster: Cluster,
+    firewall: RecordingFirewall,
+) -> None:
+    now = [1000.0]
+    syncer = Syncer(
+        ipvs=kernel,
+        addresses=addresses,
+        firewall=firewall,
+        settings=SyncSettings(node_name="node-a", families=(Family.INET,)),
+        services=lambda: list(cluster.services.values()),
+        slices_of=lambda ref: cluster.slices.get(ref, []),
+        own_node=lambda: None,
+        clock=lambda: now[0],
+    )
+    cluster.add("a", "10.96.0.10")
+    cluster.add("b", "10.96.0.11")
+    assert syncer.periodic_is_full()  # nothing synced yet
+    await syncer.sync(full=True)
+    assert syncer.periodic_is_full()  # two Services: small
+    cluster.add("c", "10.96.0.12")
+    await syncer.sync(full=True)
+    assert not syncer.periodic_is_full()
+    now[0] += 3599
+    assert not syncer.periodic_is_full()
+    now[0] += 1
+    assert syncer.periodic_is_full()  # an hour after the last full sync
+
+
+async def test_a_changed_host_address_makes_the_next_check_a_full_one(
+    rotating: None, syncer: Syncer, cluster: Cluster, addresses: FakeAddresses
+) -> None:
+    for number in range(3):
+        cluster.add(f"svc-{number}", f"10.96.0.{10 + number}")
+    await syncer.sync(full=True)
+    assert await syncer.check_host()
+    addresses._host.add((parse_address("192.168.1.11"), "eth0"))  # a new node address
+    assert not await syncer.check_host()

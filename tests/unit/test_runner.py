@@ -53,3 +53,22 @@ async def test_a_failing_run_is_logged_and_the_loop_goes_on() -> None:
     await asyncio.sleep(0.05)
     task.cancel()
     assert calls == 2
+
+
+async def test_a_steady_stream_of_requests_still_gets_periodic_runs() -> None:
+    """Changes arriving faster than the max interval must not postpone the periodic check
+    for ever: it corrects hand-made changes to the kernel."""
+    kinds: list[bool] = []
+
+    async def run(periodic: bool) -> None:
+        kinds.append(periodic)
+
+    runner = BoundedFrequencyRunner(run, min_interval=0, max_interval=0.2)
+    task = asyncio.create_task(runner.loop())
+    for _ in range(50):  # a request every 20 ms for 1 s
+        runner.request()
+        await asyncio.sleep(0.02)
+    task.cancel()
+    assert kinds[0] is False
+    assert kinds.count(True) >= 2  # about one per 0.2 s (none before: each run reset the wait)
+    assert kinds.count(False) > 20  # the requests are served as they come

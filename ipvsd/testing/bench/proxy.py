@@ -30,6 +30,7 @@ from typing import Any
 import uvloop
 
 from ipvsd.app import tune_collector
+from ipvsd.reconcile.syncer import CHECK_PER_PERIOD, ROTATE_ABOVE
 from ipvsd.testing.bench.daemon import MARKER_NETWORK, NODE_NAME
 
 Document = dict[str, Any]
@@ -239,12 +240,20 @@ async def idle_cpu(daemon: Daemon, arguments: argparse.Namespace) -> dict[str, A
     }
 
 
+def drift_periods(services: int) -> int:
+    """Sync periods within which the periodic check corrects a programmed Service's kernel
+    objects (`reconcile.syncer`: CHECK_PER_PERIOD Services a period at scale)."""
+    if services + 2 <= ROTATE_ABOVE:
+        return 1
+    return -(-(services + 2) // CHECK_PER_PERIOD)
+
+
 async def drift(daemon: Daemon, arguments: argparse.Namespace) -> float:
     """Seconds from a hand-made deletion of one real server to its return by a sync."""
     done = await command(daemon, "drift", "drift", arguments.timeout)
     if "error" in done:
         raise RuntimeError(f"the hand-made change failed: {done['error']}")
-    bound = arguments.sync_period * 3 + arguments.timeout
+    bound = arguments.sync_period * (drift_periods(arguments.services) + 2) + arguments.timeout
     return await daemon.applied_at(done["address"], bound) - float(done["deleted_at"])
 
 
