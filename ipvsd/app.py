@@ -568,14 +568,15 @@ class _SyncLoop:
 
     async def sync(self, periodic: bool) -> None:
         """One run. A periodic one at scale is a rotating check (`Syncer.periodic_is_full`):
-        pending changes first, then the next part of the rotation in small steps, with the
-        changes that arrived meanwhile synced between steps, so that the check never holds a
-        change back for longer than one step."""
+        pending changes first, the host's addresses at the start of each rotation (one read of
+        every address: at 50,000 VIPs it is not for every period), then the next part of the
+        rotation in small steps, with the changes that arrived meanwhile synced between steps,
+        so that the check never holds a change back for longer than one step."""
         if not periodic or self._syncer.periodic_is_full() or self._tracker.has_work_full:
             await self._sync_pending(periodic)
             return
         await self._sync_pending(False)
-        if not await self._syncer.check_host():
+        if self._syncer.rotation_done and not await self._syncer.check_host():
             self._tracker.request_full()  # the host's addresses changed: a full sync now
             return
         budget = min(len(self._syncer.programmed), CHECK_PER_PERIOD)

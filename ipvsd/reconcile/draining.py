@@ -45,7 +45,9 @@ class DrainClock:
         monotonic clock in seconds."""
         self._bound = bound
         self._clock = clock
-        self._started: dict[tuple[ServiceKey, Endpoint], float] = {}
+        # By virtual server, so that settling after a partial sync costs time in proportion
+        # to its virtual servers, not to every drain in progress.
+        self._started: dict[ServiceKey, dict[Endpoint, float]] = {}
         self._asked: set[tuple[ServiceKey, Endpoint]] = set()
 
     def expired(self, key: ServiceKey, endpoint: Endpoint) -> bool:
@@ -53,19 +55,24 @@ class DrainClock:
         starts now if it was not draining)."""
         now = self._clock()
         self._asked.add((key, endpoint))
-        started = self._started.setdefault((key, endpoint), now)
+        started = self._started.setdefault(key, {}).setdefault(endpoint, now)
         return now - started >= self._bound
 
     def settle(self, diffed: Iterable[ServiceKey] | None = None) -> None:
         """Forget the drains of the `diffed` virtual servers (None: of every one) that the
         last diff did not ask about."""
         asked, self._asked = self._asked, set()
-        keys = None if diffed is None else set(diffed)
-        self._started = {
-            drain: started
-            for drain, started in self._started.items()
-            if drain in asked or (keys is not None and drain[0] not in keys)
-        }
+        keys = list(self._started) if diffed is None else set(diffed) & self._started.keys()
+        for key in keys:
+            kept = {
+                endpoint: started
+                for endpoint, started in self._started[key].items()
+                if (key, endpoint) in asked
+            }
+            if kept:
+                self._started[key] = kept
+            else:
+                del self._started[key]
 
     def __len__(self) -> int:
-        return len(self._started)
+        return sum(len(drains) for drains in self._started.values())

@@ -80,10 +80,11 @@ log = logging.getLogger(__name__)
 Planner = Callable[[Service, Iterable[EndpointSlice], NodeContext], DesiredService]
 
 # The periodic check at scale (`Syncer.periodic_is_full`, `Syncer.check`). Each periodic check
-# reads the host's addresses and checks the next CHECK_PER_PERIOD Services of a rotation: the
-# drift bound of a programmed Service's virtual servers, real servers and VIPs is
-# ceil(Services / CHECK_PER_PERIOD) sync periods (10,000 Services at 30 s: 150 s; 50,000:
-# 750 s); of the host's addresses, one period; of the rest (owned virtual servers nobody wants,
+# checks the next CHECK_PER_PERIOD Services of a rotation, and each rotation starts by reading
+# the host's addresses: the drift bound of a programmed Service's virtual servers and real
+# servers is one rotation, ceil(Services / CHECK_PER_PERIOD) sync periods (10,000 Services at
+# 30 s: 150 s; 50,000: 750 s); of its VIPs and the host's addresses, two rotations (the device
+# is read at a rotation's start); of the rest (owned virtual servers nobody wants,
 # the firewall table, kube-proxy's leftovers), FULL_INTERVAL (a full sync, as kube-proxy's
 # iptables and nftables modes force one an hour). The cost of a check does not grow with the
 # cluster: CHECK_PER_PERIOD Services read one by one (about 1.3 ms each in the test VM, whose
@@ -421,15 +422,20 @@ class Syncer:
         )
 
     async def check_host(self) -> bool:
-        """The rotating check's one read of the host's addresses: which VIPs the device holds
-        now (for `check`); False when the host's other addresses changed (NodePort addresses:
-        a full sync is due)."""
+        """A rotation's one read of the host's addresses: which VIPs the device holds (for
+        `check`); False when the host's other addresses changed (NodePort addresses: a full
+        sync is due)."""
         host = await self._addresses.host_addresses()
         device = self.settings.device
         if frozenset(a for a, name in host if name != device) != self._elsewhere:
             return False
         self._device_now = {a for a, name in host if name == device}
         return True
+
+    @property
+    def rotation_done(self) -> bool:
+        """Whether the next `rotation_step` starts a new rotation."""
+        return not self._rotation
 
     def rotation_step(self, most: int) -> list[ServiceRef]:
         """The next Services of the rotation (at most `most`); a rotation goes through every

@@ -734,6 +734,7 @@ async def test_a_rotation_puts_back_what_was_changed_by_hand_without_planning_ag
     await addresses.unbind([parse_address("10.96.0.13")])
 
     assert not syncer.periodic_is_full()
+    assert syncer.rotation_done  # a rotation starts: the host's addresses are read
     assert await syncer.check_host()
     first = syncer.rotation_step(2)
     await syncer.check(first)
@@ -742,6 +743,7 @@ async def test_a_rotation_puts_back_what_was_changed_by_hand_without_planning_ag
     second = syncer.rotation_step(2)
     assert [ref.name for ref in second] == ["svc-2", "svc-3"]
     await syncer.check(second)
+    assert syncer.rotation_done
     assert table(kernel) == programmed
     assert parse_address("10.96.0.13") in await addresses.bound()
     assert planned == []  # nothing changed for them: their last plans are what counts
