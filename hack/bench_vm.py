@@ -17,6 +17,7 @@ ratios to the floor measured here. The last line printed is one JSON object.
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -113,7 +114,10 @@ def main() -> None:
         f"in the VM: slice change -> kernel p50 {p50} ms = {p50 / 1000 / best:.4f} x the floor,"
         f" p99 {p99} ms = {p99 / 1000 / best:.4f} x the floor"
     )
+    estimation = Path("/proc/sys/net/ipv4/vs/run_estimation")
     summary = {
+        "kernel_release": os.uname().release,
+        "run_estimation": estimation.read_text().strip() if estimation.exists() else None,
         "floor_s": round(best, 3),
         "floor_runs_s": floors,
         "cold_start_vs_floor": round(ratio, 2),

@@ -228,7 +228,7 @@ def informed_syncer(
 async def read_critical_first(config: ProxyConfig, client: ApiClient) -> Critical | None:
     """`default/kubernetes`, `kube-system/kube-dns` and `--critical-services` with the own
     Node, read before the informers list (`reconcile.critical`); `program_first` programs
-    them while the lists arrive."""
+    them before the lists start."""
     return await read_first(
         client,
         config.node_name,
@@ -448,12 +448,12 @@ async def serve(
 
             tracker.set_notify(changed)
             async with asyncio.TaskGroup() as group:
-                critical = await read_critical_first(config, client)
+                # Before the lists: beside them, the lists' parsing starved it (10 s of the
+                # VM's 50 s cold start at 10,000 Services); alone it takes a few requests.
+                await program_first(syncer, await read_critical_first(config, client))
                 watching = group.create_task(informers.run(), name="informers")
-                first = group.create_task(program_first(syncer, critical), name="critical Services")
                 await informers.synced.wait()
                 await wait_for_own_node(informers)
-                await first  # the syncer is the full sync's once the critical ones are in
                 log.info("informers synced; programming node %s", config.node_name)
                 if config.once:
                     await loop.sync(False)

@@ -142,6 +142,9 @@ class FakeIpvs:
         self._record("dump")
         return self.table()
 
+    async def dump_services(self, keys: Sequence[ServiceKey]) -> list[ObservedVirtualServer | None]:
+        return [await self.dump_service(key) for key in keys]
+
     async def dump_service(self, key: ServiceKey) -> ObservedVirtualServer | None:
         self._record("dump_service")
         entry = self._services.get(key)

@@ -85,6 +85,10 @@ class NetlinkIpvs:
     async def dump_service(self, key: ServiceKey) -> ObservedVirtualServer | None:
         return await self._run(lambda: self.dump_service_sync(key))
 
+    async def dump_services(self, keys: Sequence[ServiceKey]) -> list[ObservedVirtualServer | None]:
+        wanted = tuple(keys)
+        return await self._run(lambda: [self.dump_service_sync(key) for key in wanted])
+
     async def apply(self, operations: Sequence[Operation]) -> BatchResult:
         ops = tuple(operations)
         return await self._run(lambda: self.apply_sync(self._held("apply", ops)))

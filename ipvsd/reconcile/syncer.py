@@ -452,8 +452,8 @@ class Syncer:
         in the kernel against what was last programmed for them, corrected where they differ.
 
         Nothing is planned again: a Service whose inputs changed was planned by the partial
-        sync of that change, so its last plan is what the kernel must hold. Each virtual server
-        is read on its own (`dump_service`), so a step costs time in proportion to its
+        sync of that change, so its last plan is what the kernel must hold. Only these virtual
+        servers are read (`dump_services`), so a step costs time in proportion to its
         Services, and the runner syncs pending changes between steps."""
         wanted: dict[ServiceKey, tuple[VirtualServer, tuple[RealServer, ...]]] = {}
         checked = {}
@@ -465,9 +465,9 @@ class Syncer:
             for d in desired.virtual_servers:
                 wanted[d.server.key] = (d.server, d.real_servers)
         ops: list[Operation] = []
-        for key, (server, real_servers) in wanted.items():
-            observed = await self._ipvs.dump_service(key)
-            self.kernel.record("ipvs_dump_service", ok=True)
+        found = await self._ipvs.dump_services(list(wanted))
+        self.kernel.record("ipvs_dump_service", ok=True, count=len(found))
+        for (server, real_servers), observed in zip(wanted.values(), found, strict=True):
             if observed is None:
                 ops.extend(creation(server, real_servers))
             else:

@@ -132,6 +132,13 @@ class TimedIpvs:
         finally:
             self._watch.add("ipvs_dump", started)
 
+    async def dump_services(self, keys: Sequence[ServiceKey]) -> list[ObservedVirtualServer | None]:
+        started = time.perf_counter()
+        try:
+            return await self.inner.dump_services(keys)
+        finally:
+            self._watch.add("ipvs_dump_services", started)
+
     async def dump_service(self, key: ServiceKey) -> ObservedVirtualServer | None:
         started = time.perf_counter()
         try:
@@ -356,9 +363,8 @@ async def _run(
     cold_profile = cProfile.Profile() if profile_cold_to else None
     if cold_profile is not None:
         cold_profile.enable()
-    read = await critical
+    refs = await program_first(syncer, await critical)
     watching = asyncio.create_task(informers.run(), name="informers")
-    refs = await program_first(syncer, read)
     say("critical", {"critical_s": round(time.monotonic() - started, 3), "services": [
         str(ref) for ref in refs]})  # fmt: skip
     await informers.synced.wait()

@@ -105,7 +105,9 @@ def table(line: dict[str, Any], parts: dict[str, dict[str, Any] | None]) -> str:
         daemon = vm["ipvsd"]
         rows.append(
             f"VM: critical Services programmed {daemon.get('critical_programmed_s')} s after the "
-            f"start; informer sync {daemon['informer_sync_s']} s; idle periodic checks "
+            f"start; informer sync {daemon['informer_sync_s']} s; the VM's whole CPU while idle "
+            f"{daemon.get('machine_cpu_pct')} % of one (kernel {vm.get('kernel_release')}, "
+            f"IPVS run_estimation={vm.get('run_estimation')}); idle periodic checks "
             f"{daemon.get('idle_periodic_checks')} taking {daemon.get('periodic_check_s')} s; "
             f"drift corrected after {daemon.get('drift_s')} s; periodic checks during the "
             f"changes {daemon.get('periodic_checks_during_changes')}"
