@@ -485,6 +485,14 @@ class Syncer:
         refused = await self._bind(missing) if missing else set()
         self._on_device |= missing - refused
         self._device_now |= missing - refused
+        # What was put back (a UDP virtual server, a VIP) may have left flows stale meanwhile.
+        cleanup = (
+            await self._clean_conntrack(
+                self.programmed, checked, added=ops, bound=missing - refused
+            )
+            if ops or missing
+            else NO_CLEANUP
+        )
         if ops or missing:
             log.warning(
                 "periodic check: %d kernel operations and %d VIPs bound again for %d Services "
@@ -493,7 +501,7 @@ class Syncer:
                 len(missing),
                 len(checked),
             )
-        return self._report(False, {}, ops, failures, touched=())
+        return self._report(False, {}, ops, failures, cleanup, touched=())
 
     async def program_first(
         self, services: Sequence[tuple[Service, Sequence[EndpointSlice]]], own_node: Node
