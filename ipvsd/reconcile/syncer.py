@@ -480,7 +480,9 @@ class Syncer:
             address
             for desired in checked.values()
             for address in desired.bound_addresses
-            if address not in self._elsewhere and address not in self._device_now
+            if address not in self._elsewhere
+            and address not in self._device_now
+            and not self._is_routed(address)  # a Service CIDR's route makes it local
         }
         refused = await self._bind(missing) if missing else set()
         self._on_device |= missing - refused
