@@ -10,6 +10,8 @@ import errno
 from collections.abc import Iterable
 from ipaddress import ip_network
 
+import pytest
+
 from ipvsd.dataplane.service_routes import FakeServiceRoutes
 from ipvsd.model.firewall import FirewallConfig
 from ipvsd.model.ipvs import (
@@ -227,3 +229,29 @@ async def test_a_range_no_longer_configured_loses_its_route_after_its_vips_are_b
     await narrowed.sync(full=True)
     assert journal.index("bind 10.96.0.10") < journal.index("route del 10.96.0.0/12")
     assert routes.routes == {ip_network("10.100.0.0/16")}
+
+
+async def test_the_rotating_check_binds_no_cluster_ip_the_route_makes_local(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At scale a periodic check rotates (`Syncer.check`): a ClusterIP the range's route
+    covers is missing from the device by design, and must not be bound then; an externalIP
+    unbound by hand is put back."""
+    monkeypatch.setattr("ipvsd.reconcile.syncer.ROTATE_ABOVE", 2)
+    cluster, journal = Cluster(), list[str]()
+    for number in range(3):
+        cluster.add(f"svc-{number}", f"10.96.0.{10 + number}", f"10.244.1.{number}")
+    cluster.add("edge", "10.96.0.20", "10.244.2.5", external_ips=(parse_address("203.0.113.5"),))
+    syncer, addresses, _, _, _ = routed_syncer(cluster, journal)
+    await syncer.sync(full=True)
+    await addresses.unbind([parse_address("203.0.113.5")])
+    journal.clear()
+
+    assert not syncer.periodic_is_full()
+    assert await syncer.check_host()
+    while True:
+        await syncer.check(syncer.rotation_step(100))
+        if syncer.rotation_done:
+            break
+    assert [line for line in journal if line.startswith("bind")] == ["bind 203.0.113.5"]
+    assert await addresses.bound() == {parse_address("203.0.113.5")}
