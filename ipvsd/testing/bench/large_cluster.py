@@ -27,6 +27,7 @@ TRIGGER_TIME = "2026-11-22T12:00:00Z"
 
 
 NAMESPACES = 100
+NODE_PORT_SERVICES = 1_000  # Services with node ports, at most
 
 
 def namespaces() -> list[Document]:
@@ -59,10 +60,13 @@ def services_and_slices(
     """`count` Services and one EndpointSlice each (namespaces ns-0..ns-99)."""
     rng = random.Random(seed)
     services, slices = [], []
+    # One Service in ten has node ports, as many as the default range (30000-32767) holds: at
+    # two ports each on average, a thousand of them (a real cluster cannot have more either).
+    node_port_share = min(0.10, NODE_PORT_SERVICES / max(count, 1))
     for i in range(count):
         namespace, name = f"ns-{i % NAMESPACES}", f"svc-{i}"
         ports = PORT_SETS[rng.randrange(len(PORT_SETS))]
-        service = _service(rng, namespace, name, ports)
+        service = _service(rng, namespace, name, ports, node_port_share)
         services.append(service)
         hinted = "trafficDistribution" in service["spec"]
         first = POD_NETWORK + i * endpoints_per_slice
@@ -82,9 +86,13 @@ def services_and_slices(
 
 
 def _service(
-    rng: random.Random, namespace: str, name: str, ports: tuple[tuple[str, str, int, int], ...]
+    rng: random.Random,
+    namespace: str,
+    name: str,
+    ports: tuple[tuple[str, str, int, int], ...],
+    node_port_share: float,
 ) -> Document:
-    roll = rng.random()
+    roll = rng.random() / node_port_share * 0.10  # 0.03 / 0.10 of those with node ports are LBs
     service_type = "LoadBalancer" if roll < 0.03 else "NodePort" if roll < 0.10 else "ClusterIP"
     labels = {"app": name}
     if rng.random() < 0.05:
