@@ -19,17 +19,10 @@ from ipaddress import IPv4Address
 from ipvsd.dataplane.ipvs_fake import FakeIpvs
 from ipvsd.model.ipvs import RealServer, ServiceKey, VirtualServer
 from ipvsd.plan.diff import creation
+from ipvsd.testing.bench.daemon import status_mb
 
 SERVICE_NETWORK = int(IPv4Address("10.96.0.0"))
 POD_NETWORK = int(IPv4Address("10.128.0.0"))
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 async def footprint(services: int, endpoints: int) -> dict[str, float]:
@@ -44,14 +37,14 @@ async def footprint(services: int, endpoints: int) -> dict[str, float]:
         for i in range(services)
     ]
     gc.collect()
-    before = rss_mb()
+    before = status_mb("VmRSS")
     fake = FakeIpvs()
     for start in range(0, services, 1000):
         await fake.apply(
             [op for vs, reals in plan[start : start + 1000] for op in creation(vs, reals)]
         )
     gc.collect()
-    after = rss_mb()
+    after = status_mb("VmRSS")
     return {"services": services, "endpoints": endpoints, "fake_ipvs_mb": round(after - before, 1)}
 
 
