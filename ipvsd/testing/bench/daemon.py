@@ -83,17 +83,26 @@ def status_mb(field: str) -> float:
 
 
 class Stopwatch:
-    """Seconds spent per adapter call kind, summed; `take()` returns and resets them."""
+    """Seconds spent per adapter call kind, summed, and the longest single call of each kind
+    (what a change's tail latency may have waited behind); `take()` returns and resets the
+    sums, `take_longest()` the longest calls."""
 
     def __init__(self) -> None:
         self.spent: dict[str, float] = {}
+        self.longest: dict[str, float] = {}
 
     def add(self, name: str, started: float) -> None:
-        self.spent[name] = self.spent.get(name, 0.0) + time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        self.spent[name] = self.spent.get(name, 0.0) + seconds
+        self.longest[name] = max(self.longest.get(name, 0.0), seconds)
 
     def take(self) -> dict[str, float]:
         spent, self.spent = self.spent, {}
         return {name: round(seconds, 4) for name, seconds in spent.items()}
+
+    def take_longest(self) -> dict[str, float]:
+        longest, self.longest = self.longest, {}
+        return {name: round(seconds, 4) for name, seconds in longest.items()}
 
 
 def time_collections(watch: Stopwatch) -> None:
@@ -353,6 +362,7 @@ async def _run(
             periodic_runs.append(time.monotonic() - begun)
         if not first_done.is_set():
             programmed, cold_spent = time.monotonic(), watch.take()
+            watch.take_longest()
             ipvs.report_markers = True
             first_done.set()
 
@@ -391,7 +401,8 @@ async def _run(
     if profile is not None:
         profile.disable()
         profile.dump_stats(str(profile_to))
-    say("runs", {"syncs": runner.runs, "periodic": len(periodic_runs), "spent": watch.take()})
+    say("runs", {"syncs": runner.runs, "periodic": len(periodic_runs), "spent": watch.take(),
+                 "longest": watch.take_longest()})  # fmt: skip
     for task in (running, watching):
         task.cancel()
     await asyncio.gather(running, watching, return_exceptions=True)

@@ -371,6 +371,7 @@ async def run(arguments: argparse.Namespace) -> dict[str, Any]:
         "syncs_during_changes": runs["syncs"],
         "periodic_checks": runs["periodic"],
         "changes_spent": runs["spent"],
+        "changes_longest_call": runs["longest"],
         "peak_rss_mb": final["peak_rss_mb"],
         "kernel": {k: final[k] for k in ("virtual_servers", "real_servers", "marker_real_servers")},
     }
