@@ -18,18 +18,15 @@ raw dump too; only the device's creation, removal and lookup stay on pyroute2.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import logging
 import os
 import socket
 import struct
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Mapping, Sequence
 from ipaddress import ip_address
-from typing import Any, Protocol, TypeVar
+from typing import Protocol
 
-from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ipvsd.dataplane.faults import INJECTED_ERRNO, kernel_faults
@@ -41,12 +38,12 @@ from ipvsd.dataplane.genl import (
     attribute,
     parse_attributes,
 )
+from ipvsd.dataplane.rtnl_worker import RtnlWorker
 from ipvsd.model.ipvs import IPAddress
 
 log = logging.getLogger(__name__)
 
 DEVICE = "kube-ipvs0"
-T = TypeVar("T")
 
 RTM_NEWLINK = 16
 RTM_GETLINK = 18
@@ -149,23 +146,14 @@ def refused_by_the_kernel(address: IPAddress) -> int:
     return 0
 
 
-class RtnlAddresses:
+class RtnlAddresses(RtnlWorker):
     """`Addresses` of the current network namespace over rtnetlink: raw batched requests and
     dumps for addresses, pyroute2 for the device. Both sockets live on the one worker thread."""
 
     def __init__(self, *, device: str = DEVICE) -> None:
+        super().__init__("rtnl")
         self.device = device
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtnl")
-        self._ipr: Any = None
         self._sock: NetlinkSocket | None = None
-
-    async def _run(self, function: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._worker, function)
-
-    def _rtnl(self) -> Any:
-        if self._ipr is None:
-            self._ipr = IPRoute()
-        return self._ipr
 
     def _netlink(self) -> NetlinkSocket:
         if self._sock is None:
@@ -173,8 +161,7 @@ class RtnlAddresses:
         return self._sock
 
     def _index(self) -> int | None:
-        found = self._rtnl().link_lookup(ifname=self.device)
-        return int(found[0]) if found else None
+        return self._link_index(self.device)
 
     async def ensure_device(self) -> None:
         def ensure() -> None:
@@ -275,17 +262,11 @@ class RtnlAddresses:
                 found.append((ip_address(bytes(packed)), index))
         return found
 
-    async def close(self) -> None:
-        def close() -> None:
-            if self._ipr is not None:
-                self._ipr.close()
-                self._ipr = None
-            if self._sock is not None:
-                self._sock.close()
-                self._sock = None
-
-        await self._run(close)
-        self._worker.shutdown(wait=True)
+    def _close_sockets(self) -> None:
+        super()._close_sockets()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
 
 class FakeAddresses:

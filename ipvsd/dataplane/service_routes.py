@@ -24,17 +24,15 @@ thread; `FakeServiceRoutes` keeps the same state in memory.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import socket
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
 from ipaddress import IPv4Network, ip_network
-from typing import Any, Protocol, TypeVar
+from typing import Protocol
 
-from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from ipvsd.dataplane.rtnl_worker import RtnlWorker
 from ipvsd.model.service import IPNetwork
 
 PROTOCOL = 125  # rtm_protocol of ipvsd's routes (unassigned in iproute2's rt_protos)
@@ -42,7 +40,6 @@ DEVICE = "lo"
 TABLE_LOCAL = 255
 RTN_LOCAL = 2
 SCOPE_HOST = 254
-T = TypeVar("T")
 
 
 def routable(networks: Iterable[IPNetwork]) -> tuple[IPv4Network, ...]:
@@ -69,26 +66,17 @@ class ServiceRoutes(Protocol):
     async def close(self) -> None: ...
 
 
-class RtnlServiceRoutes:
+class RtnlServiceRoutes(RtnlWorker):
     """`ServiceRoutes` of the current network namespace over rtnetlink (pyroute2)."""
 
     def __init__(self) -> None:
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtnl-routes")
-        self._ipr: Any = None
-
-    async def _run(self, function: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._worker, function)
-
-    def _rtnl(self) -> Any:
-        if self._ipr is None:
-            self._ipr = IPRoute()
-        return self._ipr
+        super().__init__("rtnl-routes")
 
     def _device(self) -> int:
-        found = self._rtnl().link_lookup(ifname=DEVICE)
-        if not found:
+        index = self._link_index(DEVICE)
+        if index is None:
             raise OSError(errno.ENODEV, f"interface {DEVICE} does not exist")
-        return int(found[0])
+        return index
 
     async def present(self) -> frozenset[IPNetwork]:
         def read() -> frozenset[IPNetwork]:
@@ -131,15 +119,6 @@ class RtnlServiceRoutes:
             except NetlinkError as error:
                 if error.code != ignore:
                     raise OSError(error.code, f"{verb} local route {network}: {error}") from None
-
-    async def close(self) -> None:
-        def close() -> None:
-            if self._ipr is not None:
-                self._ipr.close()
-                self._ipr = None
-
-        await self._run(close)
-        self._worker.shutdown(wait=True)
 
 
 class FakeServiceRoutes:
