@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from ipaddress import ip_network
+from typing import Any
 
 import pytest
 
@@ -113,8 +114,13 @@ def syncer(
 
 
 def syncer_with(
-    firewall: RecordingFirewall, kernel: FakeIpvs, addresses: FakeAddresses, cluster: Cluster
+    firewall: RecordingFirewall,
+    kernel: FakeIpvs,
+    addresses: FakeAddresses,
+    cluster: Cluster,
+    **extra: Any,
 ) -> Syncer:
+    """The fixtures' syncer over these fakes; `extra` goes to `Syncer` (a planner, a clock)."""
     return Syncer(
         ipvs=kernel,
         addresses=addresses,
@@ -123,6 +129,7 @@ def syncer_with(
         services=lambda: list(cluster.services.values()),
         slices_of=lambda ref: cluster.slices.get(ref, []),
         own_node=lambda: None,
+        **extra,
     )
 
 
@@ -713,16 +720,7 @@ async def test_a_rotation_puts_back_what_was_changed_by_hand_without_planning_ag
         planned.append(service.ref)
         return desired_service(service, slices, node)  # type: ignore[arg-type]
 
-    syncer = Syncer(
-        ipvs=kernel,
-        addresses=addresses,
-        firewall=firewall,
-        settings=SyncSettings(node_name="node-a", families=(Family.INET,)),
-        services=lambda: list(cluster.services.values()),
-        slices_of=lambda ref: cluster.slices.get(ref, []),
-        own_node=lambda: None,
-        planner=planner,  # type: ignore[arg-type]
-    )
+    syncer = syncer_with(firewall, kernel, addresses, cluster, planner=planner)
     for number in range(4):
         cluster.add(f"svc-{number}", f"10.96.0.{10 + number}", f"10.244.1.{number}")
     await syncer.sync(full=True)
@@ -758,16 +756,7 @@ async def test_small_tables_failures_and_an_hourly_check_are_full_syncs(
     firewall: RecordingFirewall,
 ) -> None:
     now = [1000.0]
-    syncer = Syncer(
-        ipvs=kernel,
-        addresses=addresses,
-        firewall=firewall,
-        settings=SyncSettings(node_name="node-a", families=(Family.INET,)),
-        services=lambda: list(cluster.services.values()),
-        slices_of=lambda ref: cluster.slices.get(ref, []),
-        own_node=lambda: None,
-        clock=lambda: now[0],
-    )
+    syncer = syncer_with(firewall, kernel, addresses, cluster, clock=lambda: now[0])
     cluster.add("a", "10.96.0.10")
     cluster.add("b", "10.96.0.11")
     assert syncer.periodic_is_full()  # nothing synced yet
