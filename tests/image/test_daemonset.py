@@ -24,6 +24,7 @@ import contextlib
 import json
 import os
 import subprocess
+import time
 import urllib.request
 from asyncio.subprocess import Process
 from collections.abc import AsyncIterator, Iterator
@@ -243,6 +244,18 @@ async def create_service(api: Api) -> str:
     return str(service["spec"]["clusterIP"])
 
 
+# Every command the test runs on the container is bounded: a stuck runtime fails the test with
+# what it printed instead of holding the VM until kernel-run.sh's own timeout.
+RUNC_SECONDS = 60
+
+
+def runc_do(runc: list[str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`runc ARGS...`, its output captured, at most RUNC_SECONDS."""
+    return subprocess.run(
+        [*runc, *args], capture_output=True, text=True, check=False, timeout=RUNC_SECONDS
+    )
+
+
 @contextlib.asynccontextmanager
 async def running(runc: list[str], bundle: Path, log_path: Path) -> AsyncIterator[Process]:
     """`runc run` in the foreground (as a runtime shim would keep it), stopped with TERM (KILL
@@ -255,32 +268,47 @@ async def running(runc: list[str], bundle: Path, log_path: Path) -> AsyncIterato
     try:
         yield daemon
     finally:
-        subprocess.run([*runc, "kill", CONTAINER_ID, "TERM"], check=False)
+        runc_do(runc, "kill", CONTAINER_ID, "TERM")
         try:
             await asyncio.wait_for(daemon.wait(), 30)
         except TimeoutError:
-            subprocess.run([*runc, "kill", CONTAINER_ID, "KILL"], check=False)
-            await daemon.wait()
-        subprocess.run([*runc, "delete", "--force", CONTAINER_ID], check=False)
+            print("the container outlived TERM by 30 s: KILL")
+            runc_do(runc, "kill", CONTAINER_ID, "KILL")
+            try:
+                await asyncio.wait_for(daemon.wait(), RUNC_SECONDS)
+            except TimeoutError:
+                print(f"`runc run` outlived KILL by {RUNC_SECONDS} s:\n{processes()}")
+                daemon.kill()
+        runc_do(runc, "delete", "--force", CONTAINER_ID)
         print(tail(log_path))
+
+
+def processes() -> str:
+    """Every process of the VM with its state and where it waits in the kernel: what explains
+    a hang."""
+    return subprocess.run(
+        ["ps", "-eo", "pid,stat,wchan:32,etime,args"], capture_output=True, text=True, check=False
+    ).stdout
 
 
 async def until_programmed(
     vip: str, container: dict[str, Any], daemon: Process, log_path: Path
 ) -> None:
     """Until the node's table has the virtual and the real server, the VIP is bound and the
-    container's readiness probe answers 200 (three minutes: the VM is slow)."""
+    container's readiness probe answers 200 (ten minutes at most: the VM is slow, and a loaded
+    2-core machine once took five)."""
     virtual, real = f"-A -t {vip}:80 ", f"-a -t {vip}:80 -r {BACKEND}:8080 "
     readiness = container["readinessProbe"]["httpGet"]
+    deadline = time.monotonic() + 600
     table = ""
-    for _ in range(900):
+    while time.monotonic() < deadline:
         table = ipvsadm()
         if (virtual in table and real in table and f" {vip}/" in bound_on_dummy()
                 and probe(readiness) == 200):  # fmt: skip
             return
         assert daemon.returncode is None, f"the container exited:\n{tail(log_path)}"
         await asyncio.sleep(0.2)
-    raise AssertionError(f"not programmed in time:\n{table}\n{tail(log_path)}")
+    raise AssertionError(f"not programmed in time:\n{table}\n{tail(log_path)}\n{processes()}")
 
 
 @pytest.mark.timeout(900)
@@ -324,13 +352,11 @@ async def test_the_daemonset_container_programs_the_node(
                 await until_programmed(vip, container, daemon, log_path)
                 assert probe(container["livenessProbe"]["httpGet"]) == 200
                 # What operators run in the container (`kubectl exec ... ipvsadm -Ln`).
-                inside = subprocess.run(
-                    [*runc, "exec", CONTAINER_ID, "ipvsadm", "-Ln", "-t", f"{vip}:80"],
-                    capture_output=True, text=True, check=True,
-                ).stdout  # fmt: skip
-                assert f"{BACKEND}:8080" in inside, inside
+                inside = runc_do(runc, "exec", CONTAINER_ID, "ipvsadm", "-Ln", "-t", f"{vip}:80")
+                assert f"{BACKEND}:8080" in inside.stdout, inside
                 for tool in (["ipvsadm", "--version"], ["ipset", "--version"]):
-                    subprocess.run([*runc, "exec", CONTAINER_ID, *tool], check=True)
+                    done = runc_do(runc, "exec", CONTAINER_ID, *tool)
+                    assert done.returncode == 0, done
                 # modprobe in the container found the node's modules (the /lib/modules mount).
                 assert "modprobe" not in tail(log_path), tail(log_path)
     subprocess.run(["ipvsadm", "-C"], check=False)
