@@ -10,7 +10,9 @@
 # Environment: IPVSD_VM_MEMORY (2G), IPVSD_VM_CPUS (2), IPVSD_VM_TIMEOUT (1800),
 # IPVSD_VM_SLOTS (unset: no limit; N: wait until fewer than N VMs of this checkout run, so that
 # several developers or agents sharing a small machine do not starve each other's VMs),
-# IPVSD_CACHE (where the unpacked kernel lives, default .cache/kernel; delete it to refresh).
+# IPVSD_CACHE (where the unpacked kernel lives, default .cache/kernel; delete it to refresh),
+# IPVSD_VM_BOOT_WAIT (300: a boot that has not reached CMD by then is killed and tried again,
+# once; exit 125 if the second one hangs too).
 # Passed into the guest: CI, PYTHONPATH, PYTEST_ADDOPTS and every IPVSD_* variable; the guest
 # also gets IPVSD_IN_VM=1, a fresh writable HOME and TMPDIR, PYTHONDONTWRITEBYTECODE=1 and
 # PYTHONUNBUFFERED=1.
@@ -94,6 +96,7 @@ for dir in "$root" "$PWD" "$cache"; do [[ $dir/ != /tmp/* ]] || fresh_tmp=0; don
 
 # The guest script: environment, then CMD (quoted with %q, so any argument survives).
 {
+  echo ": >$(printf %q "$run/started")"  # the boot reached CMD (see boot_wait below)
   echo "exec </dev/null >>$(printf %q "$run/stdout") 2>>$(printf %q "$run/stderr")"
   for name in CI PYTHONPATH PYTEST_ADDOPTS $(compgen -e | grep '^IPVSD_' || true); do
     [ -z "${!name+set}" ] || printf 'export %s=%q\n' "$name" "${!name}"
@@ -120,12 +123,32 @@ EOF
 # vng's own exit status is not CMD's (it was 255 on success), and without --verbose the guest's
 # console output is lost anyway: CMD's status comes from the rc file. timeout kills its whole
 # process group (vng and QEMU) when the time is up.
-PATH=$venv/bin:$PATH timeout -k 10 "$vm_timeout" \
-  vng --run "$cache/root/boot/vmlinuz-$ver" --disable-kvm --user root \
-  --cpus "${IPVSD_VM_CPUS:-2}" --memory "${IPVSD_VM_MEMORY:-2G}" --rwdir "$run" \
-  --exec "bash $(printf %q "$run/guest.sh"); echo \$? >$(printf %q "$run/rc")" \
-  </dev/null >"$run/vng.log" 2>&1 &
-vm_pid=$!
+boot() {
+  PATH=$venv/bin:$PATH timeout -k 10 "$vm_timeout" \
+    vng --run "$cache/root/boot/vmlinuz-$ver" --disable-kvm --user root \
+    --cpus "${IPVSD_VM_CPUS:-2}" --memory "${IPVSD_VM_MEMORY:-2G}" --rwdir "$run" \
+    --exec "bash $(printf %q "$run/guest.sh"); echo \$? >$(printf %q "$run/rc")" \
+    </dev/null >"$run/vng.log" 2>&1 &
+  vm_pid=$!
+}
+# A boot takes under a minute (two on a loaded machine). One that has not reached CMD in
+# boot_wait seconds hangs, which emulation does on rare occasions: it is killed and the VM boots
+# again, once. CMD itself never runs twice.
+boot_wait=${IPVSD_VM_BOOT_WAIT:-300}
+for attempt in 1 2; do
+  boot
+  for ((waited = 0; waited < boot_wait; waited++)); do
+    [ ! -e "$run/started" ] && kill -0 "$vm_pid" 2>/dev/null || break
+    sleep 1
+  done
+  if [ -e "$run/started" ] || ! kill -0 "$vm_pid" 2>/dev/null; then break; fi
+  kill "$vm_pid" 2>/dev/null || true
+  wait "$vm_pid" || true
+  vm_pid=
+  say "the VM did not reach the command in ${boot_wait}s (boot $attempt of 2); its log:"
+  tail -n 20 "$run/vng.log" >&2
+  [ "$attempt" -lt 2 ] || exit 125
+done
 # Stream the output live: tail follows the files the guest appends to over 9p and, once the VM
 # process is gone, reads what is left and exits.
 tail -n +1 -s 0.2 -f --pid="$vm_pid" "$run/stdout" &
@@ -140,7 +163,11 @@ wait "$out_pid" "$err_pid" || true
 if [ -s "$run/rc" ]; then
   exit "$(cat "$run/rc")"
 elif [ "$vm_rc" -eq 124 ] || [ "$vm_rc" -eq 137 ]; then  # timeout's codes: TERM, then KILL
-  say "timed out after ${vm_timeout}s (IPVSD_VM_TIMEOUT); the VM was killed"
+  # The guest's last lines say where it stood (a summary keeps no more than this message).
+  out=$(grep -v '^[[:space:]]*$' "$run/stdout" | tail -n 1 || true)
+  err=$(grep -v '^[[:space:]]*$' "$run/stderr" | tail -n 1 || true)
+  say "timed out after ${vm_timeout}s (IPVSD_VM_TIMEOUT); the VM was killed;" \
+    "the guest's last output: ${out:-none}; its last error output: ${err:-none}"
   exit 124
 fi
 say "the VM ended before the command finished (vng exit $vm_rc); its log:"
