@@ -118,14 +118,16 @@ def syncer_with(
     kernel: FakeIpvs,
     addresses: FakeAddresses,
     cluster: Cluster,
+    settings: SyncSettings | None = None,
     **extra: Any,
 ) -> Syncer:
-    """The fixtures' syncer over these fakes; `extra` goes to `Syncer` (a planner, a clock)."""
+    """The fixtures' syncer over these fakes (node-a, IPv4 unless `settings` says otherwise);
+    `extra` goes to `Syncer` (a planner, a clock, a conntrack, routes)."""
     return Syncer(
         ipvs=kernel,
         addresses=addresses,
         firewall=firewall,
-        settings=SyncSettings(node_name="node-a", families=(Family.INET,)),
+        settings=settings or SyncSettings(node_name="node-a", families=(Family.INET,)),
         services=lambda: list(cluster.services.values()),
         slices_of=lambda ref: cluster.slices.get(ref, []),
         own_node=lambda: None,

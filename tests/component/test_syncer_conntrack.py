@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from ipaddress import ip_network
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ from ipvsd.model.ipvs import DeleteService, Family, Protocol, parse_address
 from ipvsd.model.service import Service, ServicePort, ServiceRef, ServiceType
 from ipvsd.model.tracked_flow import FlowEnd, FlowTuple, TrackedFlow
 from ipvsd.reconcile.syncer import Syncer, SyncSettings
-from tests.component.test_syncer import Cluster, RecordingFirewall
+from tests.component.test_syncer import Cluster, RecordingFirewall, syncer_with
 
 DNS = ServiceRef("default", "dns")
 VIP = FlowEnd(parse_address("10.96.0.10"), 53)
@@ -51,18 +52,27 @@ def conntrack() -> FakeConntrack:
     return FakeConntrack()
 
 
+def dns_syncer(
+    cluster: Cluster,
+    conntrack: FakeConntrack,
+    ipvs: FakeIpvs | None = None,
+    addresses: FakeAddresses | None = None,
+    **extra: Any,
+) -> Syncer:
+    """A syncer for node-a over fakes (these, or new ones) that cleans `conntrack`."""
+    return syncer_with(
+        RecordingFirewall(),
+        ipvs or FakeIpvs(),
+        addresses or FakeAddresses(host=[(parse_address("192.168.1.10"), "eth0")]),
+        cluster,
+        conntrack=conntrack,
+        **extra,
+    )
+
+
 @pytest.fixture
 def syncer(cluster: Cluster, conntrack: FakeConntrack) -> Syncer:
-    return Syncer(
-        ipvs=FakeIpvs(),
-        addresses=FakeAddresses(host=[(parse_address("192.168.1.10"), "eth0")]),
-        firewall=RecordingFirewall(),
-        settings=SyncSettings(node_name="node-a", families=(Family.INET,)),
-        services=lambda: list(cluster.services.values()),
-        slices_of=lambda ref: cluster.slices.get(ref, []),
-        own_node=lambda: None,
-        conntrack=conntrack,
-    )
+    return dns_syncer(cluster, conntrack)
 
 
 async def test_a_removed_pods_entries_are_deleted_and_the_live_pods_kept(
@@ -141,16 +151,7 @@ async def test_a_virtual_server_deleted_by_hand_is_put_back_and_its_blackhole_de
     does) and a client that keeps sending from one port keeps that entry alive; the full sync
     that adds the virtual server again must delete it, though no endpoint changed."""
     ipvs = FakeIpvs()
-    syncer = Syncer(
-        ipvs=ipvs,
-        addresses=FakeAddresses(host=[(parse_address("192.168.1.10"), "eth0")]),
-        firewall=RecordingFirewall(),
-        settings=SyncSettings(node_name="node-a", families=(Family.INET,)),
-        services=lambda: list(cluster.services.values()),
-        slices_of=lambda ref: cluster.slices.get(ref, []),
-        own_node=lambda: None,
-        conntrack=conntrack,
-    )
+    syncer = dns_syncer(cluster, conntrack, ipvs=ipvs)
     dns_with(cluster, POD_A)
     await syncer.sync(full=True)
     await ipvs.apply([DeleteService(server.key) for server in await ipvs.dump()])
@@ -168,16 +169,7 @@ async def test_a_vip_removed_by_hand_is_bound_again_and_its_blackhole_deleted(
     cluster: Cluster, conntrack: FakeConntrack
 ) -> None:
     addresses = FakeAddresses(host=[(parse_address("192.168.1.10"), "eth0")])
-    syncer = Syncer(
-        ipvs=FakeIpvs(),
-        addresses=addresses,
-        firewall=RecordingFirewall(),
-        settings=SyncSettings(node_name="node-a", families=(Family.INET,)),
-        services=lambda: list(cluster.services.values()),
-        slices_of=lambda ref: cluster.slices.get(ref, []),
-        own_node=lambda: None,
-        conntrack=conntrack,
-    )
+    syncer = dns_syncer(cluster, conntrack, addresses=addresses)
     dns_with(cluster, POD_A)
     await syncer.sync(full=True)
     await addresses.unbind([VIP.address])  # ip addr del 10.96.0.10/32 dev kube-ipvs0
@@ -196,21 +188,9 @@ async def test_a_service_route_removed_by_hand_is_put_back_and_its_blackholes_de
     hand makes every ClusterIP of the range unserved at once; the full sync that puts the
     route back deletes the blackhole entries made meanwhile."""
     routes = FakeServiceRoutes()
-    syncer = Syncer(
-        ipvs=FakeIpvs(),
-        addresses=FakeAddresses(host=[(parse_address("192.168.1.10"), "eth0")]),
-        firewall=RecordingFirewall(),
-        settings=SyncSettings(
-            node_name="node-a",
-            families=(Family.INET,),
-            service_routes=(ip_network("10.96.0.0/12"),),
-        ),
-        services=lambda: list(cluster.services.values()),
-        slices_of=lambda ref: cluster.slices.get(ref, []),
-        own_node=lambda: None,
-        conntrack=conntrack,
-        routes=routes,
-    )
+    routed = (ip_network("10.96.0.0/12"),)
+    settings = SyncSettings(node_name="node-a", families=(Family.INET,), service_routes=routed)
+    syncer = dns_syncer(cluster, conntrack, settings=settings, routes=routes)
     dns_with(cluster, POD_A)
     await syncer.sync(full=True)
     await syncer.sync(full=True)  # steady: the route stays, nothing is put back
