@@ -1,14 +1,22 @@
 """What the firewall kernel tests share: the lab (a pod in the cluster CIDR, an outside
-client) and the Service `web` with a ClusterIP and an externalIP on port 80 → pod-a:8080."""
+client), the Service `web` with a ClusterIP and an externalIP on port 80 → pod-a:8080, and
+the real syncer over the real adapters."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import replace
+from typing import Any
 
+from ipvsd.dataplane.addresses import RtnlAddresses
+from ipvsd.dataplane.ipvs_netlink import NetlinkIpvs
+from ipvsd.dataplane.nft import NftFirewall
+from ipvsd.model.endpoint import EndpointSlice
 from ipvsd.model.ipvs import Protocol, parse_address
 from ipvsd.model.service import Service, ServicePort, ServiceRef, ServiceType
+from ipvsd.reconcile.syncer import Syncer, SyncSettings
 from ipvsd.testing.netns import Lab, lab
 
 REF = ServiceRef("default", "web")
@@ -36,3 +44,36 @@ def web(**changes: object) -> Service:
         (ServicePort("http", Protocol.TCP, 80),), external_ips=(parse_address(EXTERNAL_IP),),
     )  # fmt: skip
     return replace(base, **changes)  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def kernel_syncer(
+    settings: SyncSettings,
+    services: Mapping[ServiceRef, Service],
+    slices_of: Callable[[ServiceRef], list[EndpointSlice]],
+    addresses: RtnlAddresses | None = None,
+    **extra: Any,
+) -> AsyncIterator[tuple[Syncer, NftFirewall]]:
+    """The syncer for node-a over the real IPVS, addresses (these, or a new adapter) and
+    nftables, serving `services` as the test changes it; `extra` goes to `Syncer` (routes,
+    say). Afterwards the IPVS table and ipvsd's nftables table are gone, the adapters closed."""
+    ipvs = await NetlinkIpvs.open()
+    addresses = addresses or RtnlAddresses()
+    firewall = NftFirewall()
+    syncer = Syncer(
+        ipvs=ipvs,
+        addresses=addresses,
+        firewall=firewall,
+        settings=settings,
+        services=lambda: list(services.values()),
+        slices_of=slices_of,
+        own_node=lambda: None,
+        **extra,
+    )
+    try:
+        yield syncer, firewall
+    finally:
+        subprocess.run(["ipvsadm", "-C"], check=True)
+        await firewall.cleanup()
+        await addresses.close()
+        await ipvs.close()

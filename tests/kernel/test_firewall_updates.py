@@ -19,16 +19,20 @@ from typing import Any
 
 import pytest
 
-from ipvsd.dataplane.addresses import RtnlAddresses
-from ipvsd.dataplane.ipvs_netlink import NetlinkIpvs
-from ipvsd.dataplane.nft import NftFirewall
 from ipvsd.model.endpoint import Endpoint, EndpointPort, EndpointSlice
 from ipvsd.model.firewall import FirewallConfig
 from ipvsd.model.ipvs import Family, Protocol, parse_address
 from ipvsd.model.service import Service, ServiceRef, ServiceType, TrafficPolicy
 from ipvsd.reconcile.syncer import Syncer, SyncSettings
 from ipvsd.testing.netns import Lab, http_get
-from tests.kernel.firewall_support import CLUSTER_IP, EXTERNAL_IP, REF, firewall_lab, web
+from tests.kernel.firewall_support import (
+    CLUSTER_IP,
+    EXTERNAL_IP,
+    REF,
+    firewall_lab,
+    kernel_syncer,
+    web,
+)
 
 pytestmark = pytest.mark.kernel
 
@@ -50,28 +54,14 @@ class Cluster:
 
 @pytest.fixture
 async def synced(net: Lab) -> AsyncIterator[tuple[Syncer, Cluster]]:
-    ipvs = await NetlinkIpvs.open()
-    addresses = RtnlAddresses()
-    firewall = NftFirewall()
     cluster = Cluster()
-    syncer = Syncer(
-        ipvs=ipvs,
-        addresses=addresses,
-        firewall=firewall,
-        settings=SyncSettings(
-            node_name="node-a",
-            families=(Family.INET,),
-            firewall=FirewallConfig(pod_cidrs=(ip_network("10.200.1.0/24"),)),
-        ),
-        services=lambda: list(cluster.services.values()),
-        slices_of=cluster.slices,
-        own_node=lambda: None,
+    settings = SyncSettings(
+        node_name="node-a",
+        families=(Family.INET,),
+        firewall=FirewallConfig(pod_cidrs=(ip_network("10.200.1.0/24"),)),
     )
-    yield syncer, cluster
-    subprocess.run(["ipvsadm", "-C"], check=True)
-    await firewall.cleanup()
-    await addresses.close()
-    await ipvs.close()
+    async with kernel_syncer(settings, cluster.services, cluster.slices) as (syncer, _):
+        yield syncer, cluster
 
 
 def nft_json(*what: str) -> list[dict[str, Any]]:

@@ -23,7 +23,6 @@ from ipaddress import ip_network
 import pytest
 
 from ipvsd.dataplane.addresses import RtnlAddresses
-from ipvsd.dataplane.ipvs_netlink import NetlinkIpvs
 from ipvsd.dataplane.nft import NftFirewall
 from ipvsd.dataplane.service_routes import PROTOCOL, RtnlServiceRoutes
 from ipvsd.model.endpoint import Endpoint, EndpointPort, EndpointSlice
@@ -32,7 +31,7 @@ from ipvsd.model.ipvs import Family, IPAddress, Protocol, parse_address
 from ipvsd.model.service import Service, ServicePort, ServiceRef, ServiceType
 from ipvsd.reconcile.syncer import Syncer, SyncSettings
 from ipvsd.testing.netns import Lab, entered, http_get
-from tests.kernel.firewall_support import DEVICE, POD_ADDRESS, firewall_lab
+from tests.kernel.firewall_support import DEVICE, POD_ADDRESS, firewall_lab, kernel_syncer
 
 pytestmark = pytest.mark.kernel
 
@@ -83,6 +82,9 @@ class Node:
             EndpointSlice("default", f"{name}-1", ref, Family.INET, port, (endpoint,))
         ]
 
+    def slices_of(self, ref: ServiceRef) -> list[EndpointSlice]:
+        return self.slices.get(ref, [])
+
 
 @dataclass
 class Programmed:
@@ -94,34 +96,20 @@ class Programmed:
 
 @pytest.fixture
 async def routed(net: Lab) -> AsyncIterator[Programmed]:
-    ipvs = await NetlinkIpvs.open()
     addresses = CountingAddresses()
     routes = RtnlServiceRoutes()
-    firewall = NftFirewall()
     node = Node()
-    syncer = Syncer(
-        ipvs=ipvs,
-        addresses=addresses,
-        firewall=firewall,
-        settings=SyncSettings(
-            node_name="node-a",
-            families=(Family.INET,),
-            service_routes=(RANGE,),
-            firewall=CONFIG,
-        ),
-        services=lambda: list(node.services.values()),
-        slices_of=lambda ref: node.slices.get(ref, []),
-        own_node=lambda: None,
-        routes=routes,
+    settings = SyncSettings(
+        node_name="node-a", families=(Family.INET,), service_routes=(RANGE,), firewall=CONFIG
     )
-    yield Programmed(node, syncer, addresses, firewall)
-    subprocess.run(["ipvsadm", "-C"], check=True)
-    await firewall.cleanup()
-    await routes.remove(await routes.present())
-    subprocess.run(["ip", "link", "del", DEVICE], check=False)
-    await routes.close()
-    await addresses.close()
-    await ipvs.close()
+    async with kernel_syncer(settings, node.services, node.slices_of, addresses, routes=routes) as (
+        syncer,
+        firewall,
+    ):
+        yield Programmed(node, syncer, addresses, firewall)
+        await routes.remove(await routes.present())
+        subprocess.run(["ip", "link", "del", DEVICE], check=False)
+        await routes.close()
 
 
 def ipvsd_routes() -> list[str]:
