@@ -1,5 +1,6 @@
 """kubectl against the emulator started as a process (`python -m ipvsd.testing.apiserver`), as
-a person would: apply the seed's echo-service.yaml, get -o yaml, patch, get --watch, delete.
+a person would: apply the seed's echo-service.yaml, get -o yaml, patch, get --watch, delete
+(one test, `test_the_seed_walkthrough`: each step works on what the step before it left).
 
 The emulator serves HTTPS with the CA in its kubeconfig and refuses requests without its token
 (no --allow-anonymous), so every command here also proves kubectl verified the server and sent
@@ -15,7 +16,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -82,7 +83,7 @@ async def kubectl(emulator: Emulator, *args: str, check: bool = True) -> tuple[i
     return code, out.decode(), err.decode()
 
 
-async def test_apply_the_seed_service(emulator: Emulator) -> None:
+async def apply_the_seed_service(emulator: Emulator) -> None:
     _, out, _ = await kubectl(emulator, "apply", "-f", str(ECHO_SERVICE))
     assert out.strip() == "service/echo-svc created"
     _, out, _ = await kubectl(emulator, "get", "svc", "echo-svc", "-o", "json")
@@ -92,7 +93,7 @@ async def test_apply_the_seed_service(emulator: Emulator) -> None:
     assert "kubectl.kubernetes.io/last-applied-configuration" in service["metadata"]["annotations"]
 
 
-async def test_get_yaml_shows_what_the_api_server_filled_in(emulator: Emulator) -> None:
+async def get_yaml_shows_what_the_api_server_filled_in(emulator: Emulator) -> None:
     _, out, _ = await kubectl(emulator, "get", "svc", "-o", "yaml")
     listed = yaml.safe_load(out)
     (echo,) = [item for item in listed["items"] if item["metadata"]["name"] == "echo-svc"]
@@ -106,7 +107,7 @@ async def test_get_yaml_shows_what_the_api_server_filled_in(emulator: Emulator) 
     assert echo["metadata"]["creationTimestamp"]
 
 
-async def test_patch_traffic_distribution_as_the_seed_does(emulator: Emulator) -> None:
+async def patch_traffic_distribution_as_the_seed_does(emulator: Emulator) -> None:
     patch = '{"spec":{"trafficDistribution":"PreferSameNode"}}'
     # The seed patches "echo", but its echo-service.yaml names the Service "echo-svc".
     code, _, err = await kubectl(
@@ -145,7 +146,7 @@ async def test_patch_traffic_distribution_as_the_seed_does(emulator: Emulator) -
     assert port["nodePort"] >= 30000
 
 
-async def test_reapply_sends_a_strategic_merge_patch(emulator: Emulator, tmp_path: Path) -> None:
+async def reapply_sends_a_strategic_merge_patch(emulator: Emulator, tmp_path: Path) -> None:
     changed = tmp_path / "echo-service.yaml"
     changed.write_text(ECHO_SERVICE.read_text().replace("5678", "9090"))
     _, out, _ = await kubectl(emulator, "apply", "-f", str(changed))
@@ -156,7 +157,7 @@ async def test_reapply_sends_a_strategic_merge_patch(emulator: Emulator, tmp_pat
     assert out == "9090"
 
 
-async def test_get_watch_prints_a_change(emulator: Emulator) -> None:
+async def get_watch_prints_a_change(emulator: Emulator) -> None:
     process = await asyncio.create_subprocess_exec(
         kubectl_path(),
         "get",
@@ -183,7 +184,7 @@ async def test_get_watch_prints_a_change(emulator: Emulator) -> None:
         await process.wait()
 
 
-async def test_delete(emulator: Emulator) -> None:
+async def delete(emulator: Emulator) -> None:
     _, out, _ = await kubectl(emulator, "delete", "svc", "echo-svc")
     # kubectl 1.37 names the namespace (older ones printed only `service "echo-svc" deleted`).
     assert out.strip() == 'service "echo-svc" deleted from default namespace'
@@ -192,11 +193,25 @@ async def test_delete(emulator: Emulator) -> None:
     assert "NotFound" in err
 
 
+async def test_the_seed_walkthrough(emulator: Emulator, tmp_path: Path) -> None:
+    """A person's session, each step on what the one before left: apply the seed's Service,
+    read it back, patch it as the seed does, re-apply a changed file, watch a change, delete."""
+    await apply_the_seed_service(emulator)
+    await get_yaml_shows_what_the_api_server_filled_in(emulator)
+    await patch_traffic_distribution_as_the_seed_does(emulator)
+    await reapply_sends_a_strategic_merge_patch(emulator, tmp_path)
+    await get_watch_prints_a_change(emulator)
+    await delete(emulator)
+
+
 async def test_a_wrong_token_is_refused(emulator: Emulator, tmp_path: Path) -> None:
+    """A 401, as kubectl reports it to a person. Its own HOME: kubectl words the refusal
+    differently once a discovery cache exists (a bare "Unauthorized")."""
     config = yaml.safe_load(emulator.kubeconfig.read_text())
     config["users"][0]["user"]["token"] = "not-the-token"
     wrong = tmp_path / "kubeconfig"
     wrong.write_text(yaml.safe_dump(config))
-    code, _, err = await kubectl(emulator, f"--kubeconfig={wrong}", "get", "svc", check=False)
+    fresh = replace(emulator, kubeconfig=wrong, home=tmp_path)
+    code, _, err = await kubectl(fresh, "get", "svc", check=False)
     assert code == 1
-    assert "Unauthorized" in err
+    assert "error: You must be logged in to the server" in err, err
