@@ -205,8 +205,8 @@ async def test_the_seed_walkthrough(emulator: Emulator, tmp_path: Path) -> None:
 
 
 async def test_a_wrong_token_is_refused(emulator: Emulator, tmp_path: Path) -> None:
-    """A 401, as kubectl reports it to a person. Its own HOME: kubectl words the refusal
-    differently once a discovery cache exists (a bare "Unauthorized")."""
+    """A 401, as kubectl reports it to a person. Its own HOME: once the walkthrough has left
+    a discovery cache in the shared one, kubectl words the refusal differently."""
     config = yaml.safe_load(emulator.kubeconfig.read_text())
     config["users"][0]["user"]["token"] = "not-the-token"
     wrong = tmp_path / "kubeconfig"
